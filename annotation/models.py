@@ -1,0 +1,293 @@
+"""Datasets, items, solutions, steps and their labels.
+
+Invariants live in the database (unique and check constraints), not only here:
+an import or a racing request that breaks one fails instead of storing bad data.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    REVIEWER = "reviewer", "Reviewer"
+    ADMIN = "admin", "Admin"
+
+
+class LabelMode(models.TextChoices):
+    ALL_STEPS = "all_steps", "Label every step (VisualProcessBench)"
+    FIRST_ERROR = "first_error", "Stop at the first incorrect step (PRM800K phase 2)"
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to annotators.")
+    overlap = models.PositiveSmallIntegerField(
+        default=1, help_text="How many different annotators label each solution (k)."
+    )
+    show_machine_labels = models.BooleanField(
+        default=False, help_text="Annotators see MC and PRM hints (reviewers always do)."
+    )
+    show_reference_answer = models.BooleanField(default=True)
+    label_mode = models.CharField(max_length=20, choices=LabelMode.choices, default=LabelMode.ALL_STEPS)
+    created_at = models.DateTimeField(auto_now_add=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_one"),
+            models.CheckConstraint(
+                condition=Q(label_mode__in=[c.value for c in LabelMode]), name="project_label_mode_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user_per_project"),
+            models.CheckConstraint(condition=Q(role__in=[c.value for c in Role]), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} as {self.role}"
+
+
+def image_upload_path(instance: Image, filename: str) -> str:
+    # Content-addressed: one file per distinct image, fanned out by hash prefix.
+    return f"images/{instance.sha256[:2]}/{instance.sha256}.{instance.format.lower()}"
+
+
+class Image(models.Model):
+    """An image stored once by the SHA-256 of its bytes, however many items use it."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.FileField(upload_to=image_upload_path, max_length=200)
+    format = models.CharField(max_length=10, help_text="PIL format name: PNG, JPEG, ...")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size_bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="image_dimensions_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} {self.width}x{self.height} {self.format}"
+
+
+class Item(models.Model):
+    """A question (with its images) inside a project."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    external_id = models.CharField(max_length=200, help_text="Id in the source dataset; unique per project.")
+    question = models.TextField()
+    options = models.JSONField(default=list, blank=True)
+    answer = models.TextField(blank=True, help_text="Reference answer.")
+    data_source = models.CharField(max_length=200, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    images = models.ManyToManyField(Image, through="ItemImage", related_name="items")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="item_unique_external_id_per_project"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}:{self.external_id}"
+
+
+class ItemImage(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="item_images")
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="item_images")
+    position = models.PositiveSmallIntegerField()
+    source_path = models.CharField(
+        max_length=500, blank=True, help_text="Path the source dataset used for this image (kept for export)."
+    )
+
+    class Meta:
+        ordering = ["item", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "position"], name="itemimage_unique_position"),
+        ]
+
+
+class Solution(models.Model):
+    """One policy model's response to an item, split into steps."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="solutions")
+    key = models.CharField(
+        max_length=200,
+        help_text="Identity of this solution within its item (source id, or a hash of model and steps).",
+    )
+    policy_model = models.CharField(max_length=200, blank=True, db_index=True)
+    response = models.TextField()
+    final_answer = models.TextField(blank=True)
+    is_correct = models.BooleanField(null=True, help_text="Outcome correctness of the final answer, when known.")
+    metadata = models.JSONField(default=dict, blank=True)
+    priority = models.FloatField(default=0.0, help_text="Annotation priority; higher is labelled sooner.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "key"], name="solution_unique_key_per_item"),
+        ]
+
+    def __str__(self) -> str:
+        return f"solution {self.pk} of {self.item_id} by {self.policy_model}"
+
+
+class Step(models.Model):
+    solution = models.ForeignKey(Solution, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["solution", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["solution", "index"], name="step_unique_index_per_solution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"step {self.index} of solution {self.solution_id}"
+
+
+LABEL_VALUES = (-1, 0, 1)
+
+
+class HumanLabel(models.Model):
+    """A live annotator's judgement of one step: +1 correct, 0 neutral, -1 incorrect."""
+
+    class Value(models.IntegerChoices):
+        INCORRECT = -1, "incorrect"
+        NEUTRAL = 0, "neutral"
+        CORRECT = 1, "correct"
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="human_labels")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels")
+    value = models.SmallIntegerField(choices=Value.choices)
+    shown_hints = models.JSONField(
+        default=dict, blank=True, help_text="Machine hints the annotator saw when labelling (anchoring)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["step", "annotator"], name="humanlabel_one_per_annotator"),
+            models.CheckConstraint(condition=Q(value__in=LABEL_VALUES), name="humanlabel_value_valid"),
+        ]
+
+
+class GoldLabel(models.Model):
+    """The step's reference label: adjudicated by a reviewer, or imported from a human-labelled dataset.
+
+    Kept apart from live annotators' labels so agreement and training can tell them apart.
+    """
+
+    class Source(models.TextChoices):
+        ADJUDICATED = "adjudicated", "Adjudicated by a reviewer"
+        IMPORTED = "imported", "Imported human labels"
+
+    step = models.OneToOneField(Step, on_delete=models.CASCADE, related_name="gold_label")
+    value = models.SmallIntegerField(choices=HumanLabel.Value.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    origin = models.CharField(max_length=200, blank=True, help_text="Dataset name or reviewer.")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(value__in=LABEL_VALUES), name="goldlabel_value_valid"),
+            models.CheckConstraint(
+                condition=Q(source__in=["adjudicated", "imported"]), name="goldlabel_source_valid"
+            ),
+        ]
+
+
+class AutoLabel(models.Model):
+    """A machine label of one step.
+
+    `mc`: Monte Carlo estimate; `score` = mc_i = num_correct / num_total, counts kept so value and
+    advantage labels are derived rather than stored twice. `prm`: `score` = P(+) of a PRM version.
+    `imported`: a discrete `value` (-1/0/+1) taken from a dataset whose counts are unknown.
+    """
+
+    class Kind(models.TextChoices):
+        MC = "mc", "Monte Carlo"
+        PRM = "prm", "PRM score"
+        IMPORTED = "imported", "Imported label"
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="auto_labels")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    source = models.CharField(max_length=200, help_text="Model version or dataset that produced it.")
+    score = models.FloatField(null=True, blank=True)
+    value = models.SmallIntegerField(null=True, blank=True, choices=HumanLabel.Value.choices)
+    num_correct = models.PositiveIntegerField(null=True, blank=True)
+    num_total = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["step", "kind", "source"], name="autolabel_unique_per_source"),
+            models.CheckConstraint(condition=Q(kind__in=["mc", "prm", "imported"]), name="autolabel_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(value__isnull=True) | Q(value__in=LABEL_VALUES), name="autolabel_value_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | (Q(score__gte=0) & Q(score__lte=1)), name="autolabel_score_unit"
+            ),
+            models.CheckConstraint(
+                condition=Q(score__isnull=False) | Q(value__isnull=False), name="autolabel_has_score_or_value"
+            ),
+            models.CheckConstraint(
+                condition=(Q(num_correct__isnull=True) & Q(num_total__isnull=True))
+                | (Q(num_correct__isnull=False) & Q(num_total__gt=0) & Q(num_correct__lte=models.F("num_total"))),
+                name="autolabel_counts_consistent",
+            ),
+        ]
+        indexes = [models.Index(fields=["kind", "source"])]
+
+
+class ImportRecord(models.Model):
+    """One import run: what came in, from where, and how it ended."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    format = models.CharField(max_length=50)
+    source_name = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    counts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
