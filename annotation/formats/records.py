@@ -47,6 +47,8 @@ class ParsedItem:
     data_source: str = ""
     metadata: dict = field(default_factory=dict)
     image_paths: list[str] = field(default_factory=list)
+    # Bytes carried inside the record itself (parquet `images` columns), by path; else read from the image source.
+    image_data: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

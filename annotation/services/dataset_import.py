@@ -102,7 +102,14 @@ def dataset_import(
     if not path.exists():
         raise DatasetImportError("file not found", file=str(path))
     # A dataset folder holds its own images unless told otherwise; a single file names them relative to itself.
-    image_root = Path(images) if images else (path if path.is_dir() else path.parent)
+    if images:
+        image_root = Path(images)
+    elif path.is_dir():
+        image_root = path
+    elif (path.parent / "images.zip").is_file():
+        image_root = path.parent / "images.zip"  # VisualProcessBench ships test.jsonl beside images.zip
+    else:
+        image_root = path.parent
     image_source = ImageSource(image_root)
     source = ImportSource(path=path, images=image_source, options=dict(options or {}))
     written_files: list[str] = []
@@ -183,7 +190,7 @@ class _BatchWriter:
             return self.image_ids[path]
         field_name = f"image[{position}]"
         try:
-            data = self.source.images.read(path)
+            data = parsed.item.image_data.get(path) or self.source.images.read(path)
         except KeyError:
             raise DatasetImportError(
                 f"image {path!r} not found in {self.source.images.name}",
