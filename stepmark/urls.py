@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("annotation.api_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("annotation.urls")),
 ]
 
 if settings.DEBUG:

@@ -1,0 +1,12 @@
+"""Server-rendered pages. Views parse input, call a selector or service, and render."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from annotation.selectors import user_project_summaries
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "annotation/home.html", {"projects": user_project_summaries(user=request.user)})
