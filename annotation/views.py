@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from annotation.selectors import user_project_summaries
+from annotation.progress import user_project_summaries
 
 
 @login_required
