@@ -8,8 +8,6 @@ from django.utils import timezone
 from annotation.models import HumanLabel, Membership, Solution, Step
 
 
-
-
 def user_project_summaries(*, user) -> list[dict]:
     """The projects `user` belongs to, with their role and labelling progress (home page)."""
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)

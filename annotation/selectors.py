@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
-
 from annotation.formats.records import ExportRecord, ExportStep
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, ItemImage, Project, Solution, Step
 
@@ -196,5 +194,3 @@ class _StepLabels:
     def export_step(self, step_id: int, index: int, text: str) -> ExportStep:
         score, right, total = self.mc.get(step_id, (None, None, None))
         return ExportStep(index=index, text=text, label=self.label(step_id), mc_score=score, num_correct=right, num_total=total)
-
-
