@@ -291,3 +291,53 @@ class ImportRecord(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+
+
+class Assignment(models.Model):
+    """One solution handed to one annotator. At most `project.overlap` per solution; one per person."""
+
+    class Status(models.TextChoices):
+        ASSIGNED = "assigned", "In progress"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        CANNOT_JUDGE = "cannot_judge", "Cannot judge"
+        FLAGGED = "flagged", "Flagged as a bad problem"
+
+    solution = models.ForeignKey(Solution, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ASSIGNED)
+    reason = models.TextField(blank=True, help_text="Why the item was skipped, flagged or could not be judged.")
+    is_gold_check = models.BooleanField(default=False, help_text="A quality-control item with known gold labels.")
+    seconds_spent = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["solution", "annotator"], name="assignment_once_per_annotator"),
+            models.CheckConstraint(
+                condition=Q(status__in=["assigned", "submitted", "skipped", "cannot_judge", "flagged"]),
+                name="assignment_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "status"])]
+
+
+class LabelChange(models.Model):
+    """Every change of a human or gold label: who, when, from, to."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="label_changes")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="label_changes"
+    )
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Whose label changed; empty for the gold label.",
+    )
+    is_gold = models.BooleanField(default=False)
+    old_value = models.SmallIntegerField(null=True, blank=True)
+    new_value = models.SmallIntegerField(null=True, blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]

@@ -1,7 +1,18 @@
 from django.urls import path
 
-from annotation import views
+from annotation import label_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/<int:project_id>/next/", label_views.next_item, name="next-item"),
+    path("projects/<int:project_id>/assignments/<int:assignment_id>/", label_views.label_page, name="label"),
+    path(
+        "projects/<int:project_id>/assignments/<int:assignment_id>/steps/<int:step_id>/label/",
+        label_views.label_step,
+        name="label-step",
+    ),
+    path("projects/<int:project_id>/assignments/<int:assignment_id>/submit/", label_views.submit, name="submit"),
+    path("projects/<int:project_id>/assignments/<int:assignment_id>/skip/", label_views.skip, name="skip"),
+    path("projects/<int:project_id>/assignments/<int:assignment_id>/heartbeat/", label_views.heartbeat, name="heartbeat"),
+    path("images/<str:sha256>/", label_views.image_file, name="image"),
 ]

@@ -1,0 +1,196 @@
+"""The labelling pages: next item, the labelling page, saving one label, submit, skip, images.
+
+Views only parse input, check access, call a service and render. Labels are saved one at a
+time (htmx posts returning the updated step row), so a reload or a closed tab loses nothing.
+"""
+
+from __future__ import annotations
+
+import markdown
+import nh3
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from annotation.models import Assignment, AutoLabel, HumanLabel, Image, Membership, Role, Step
+from annotation.permissions import project_for_member, project_role
+from annotation.services.labels import LabelRejected, step_label_clear, step_label_set
+from annotation.services.queue import (
+    SubmitRejected,
+    assignment_add_time,
+    assignment_skip,
+    assignment_submit,
+    next_assignment,
+)
+
+
+def _sees_hints(user, project) -> bool:
+    role = project_role(user, project)
+    return project.show_machine_labels or user.is_staff or role in (Role.REVIEWER, Role.ADMIN)
+
+
+def step_hints(step_ids: list[int]) -> dict[int, dict]:
+    """Machine hints per step: the MC estimate with its counts and the PRM score."""
+    hints: dict[int, dict] = {}
+    for step_id, kind, source, score, right, total in AutoLabel.objects.filter(
+        step_id__in=step_ids, kind__in=[AutoLabel.Kind.MC, AutoLabel.Kind.PRM]
+    ).values_list("step_id", "kind", "source", "score", "num_correct", "num_total"):
+        entry = hints.setdefault(step_id, {})
+        if kind == AutoLabel.Kind.MC:
+            entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
+        else:
+            entry["prm"] = {"score": score, "source": source}
+    return hints
+
+
+def _assignment_for(request: HttpRequest, project_id: int, assignment_id: int) -> Assignment:
+    project = project_for_member(request.user, project_id)
+    return get_object_or_404(
+        Assignment.objects.select_related("solution__item__project"),
+        pk=assignment_id,
+        annotator=request.user,
+        solution__item__project=project,
+    )
+
+
+@login_required
+def next_item(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for_member(request.user, project_id)
+    assignment = next_assignment(project=project, annotator=request.user)
+    if assignment is None:
+        return render(request, "annotation/queue_empty.html", {"project": project})
+    return redirect("label", project_id=project.id, assignment_id=assignment.id)
+
+
+def _step_rows(assignment: Assignment, show_hints: bool) -> list[dict]:
+    steps = list(assignment.solution.steps.order_by("index"))
+    mine = dict(HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value"))
+    hints = step_hints([s.id for s in steps]) if show_hints else {}
+    return [{"step": s, "value": mine.get(s.id), "hints": hints.get(s.id, {})} for s in steps]
+
+
+@login_required
+def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
+    assignment = _assignment_for(request, project_id, assignment_id)
+    solution = assignment.solution
+    item = solution.item
+    project = item.project
+    show_hints = _sees_hints(request.user, project)
+    rows = _step_rows(assignment, show_hints)
+    guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
+    return render(
+        request,
+        "annotation/label.html",
+        {
+            "project": project,
+            "assignment": assignment,
+            "solution": solution,
+            "item": item,
+            "images": list(item.item_images.select_related("image").order_by("position")),
+            "rows": rows,
+            "show_hints": show_hints,
+            "guidelines_html": guidelines_html,
+            "done": assignment.status != Assignment.Status.ASSIGNED,
+            "labelled": sum(1 for r in rows if r["value"] is not None),
+        },
+    )
+
+
+@require_POST
+@login_required
+def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_id: int) -> HttpResponse:
+    assignment = _assignment_for(request, project_id, assignment_id)
+    if assignment.status != Assignment.Status.ASSIGNED:
+        return HttpResponse("This item is already finished.", status=409)
+    step = get_object_or_404(Step, pk=step_id, solution=assignment.solution)
+    raw = request.POST.get("value", "")
+    show_hints = _sees_hints(request.user, assignment.solution.item.project)
+    try:
+        if raw == "":
+            step_label_clear(step=step, annotator=request.user)
+        else:
+            hints = step_hints([step.id]).get(step.id, {}) if show_hints else {}
+            step_label_set(step=step, annotator=request.user, value=int(raw), shown_hints=hints)
+    except (ValueError, LabelRejected) as exc:
+        return HttpResponse(f"Bad label: {exc}", status=400)
+    if not request.headers.get("HX-Request"):
+        return redirect("label", project_id=project_id, assignment_id=assignment_id)
+    row = next(r for r in _step_rows(assignment, show_hints) if r["step"].id == step.id)
+    return render(request, "annotation/label.html#step-row", {"row": row, "assignment": assignment, "project": assignment.solution.item.project, "show_hints": show_hints, "done": False})
+
+
+def _seconds(request: HttpRequest) -> int:
+    try:
+        return max(0, min(int(request.POST.get("seconds", "0")), 6 * 3600))
+    except ValueError:
+        return 0
+
+
+@require_POST
+@login_required
+def submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
+    assignment = _assignment_for(request, project_id, assignment_id)
+    try:
+        assignment_submit(
+            assignment=assignment,
+            seconds_spent=_seconds(request),
+            cannot_judge_reason=request.POST.get("cannot_judge_reason", ""),
+        )
+    except SubmitRejected as exc:
+        if request.headers.get("HX-Request"):
+            return HttpResponse(str(exc), status=422)
+        from django.contrib import messages
+
+        messages.error(request, str(exc))
+        return redirect("label", project_id=project_id, assignment_id=assignment_id)
+    return _to_next(request, project_id)
+
+
+@require_POST
+@login_required
+def skip(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
+    assignment = _assignment_for(request, project_id, assignment_id)
+    try:
+        assignment_skip(
+            assignment=assignment,
+            reason=request.POST.get("reason", ""),
+            flag_bad_problem=request.POST.get("flag") == "1",
+        )
+    except SubmitRejected as exc:
+        return HttpResponse(str(exc), status=409)
+    return _to_next(request, project_id)
+
+
+@require_POST
+@login_required
+def heartbeat(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
+    assignment = _assignment_for(request, project_id, assignment_id)
+    if assignment.status == Assignment.Status.ASSIGNED:
+        assignment_add_time(assignment=assignment, seconds=_seconds(request))
+    return HttpResponse(status=204)
+
+
+def _to_next(request: HttpRequest, project_id: int) -> HttpResponse:
+    url = reverse("next-item", kwargs={"project_id": project_id})
+    if request.headers.get("HX-Request"):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@login_required
+def image_file(request: HttpRequest, sha256: str) -> FileResponse:
+    """An image, to members of a project that uses it (staff: any)."""
+    image = Image.objects.filter(sha256=sha256).first()
+    if image is None:
+        raise Http404("No such image.")
+    if not request.user.is_staff:
+        projects = image.item_images.values_list("item__project_id", flat=True)
+        if not Membership.objects.filter(user=request.user, project_id__in=projects).exists():
+            raise Http404("No such image.")
+    response = FileResponse(image.file.open("rb"), content_type=f"image/{image.format.lower()}")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
