@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/", include("annotation.api_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("annotation.urls")),
+    path("", include("workers.urls")),
 ]
 
 if settings.DEBUG:

@@ -91,3 +91,83 @@ def log_in(page, username: str) -> None:
     page.fill("#id_password", "pw-" + username)
     page.click("button[type=submit]")
     page.wait_for_url("**/")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """A real Celery worker process on the real broker, using this test's database and media folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    from stepmark.celery import app
+
+    app.control.purge()  # messages left by an earlier, interrupted run must not leak in
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+    )
+    log_path = ARTIFACTS / "celery-worker.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def start():
+        log = log_path.open("a")
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "stepmark", "worker", "-Q", "default,gpu", "--pool", "solo",
+             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parent.parent),
+        )
+
+    class Worker:
+        def __init__(self):
+            self.process = start()
+            self._wait_ready()
+
+        def _wait_ready(self):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                replies = app.control.ping(timeout=0.5)
+                if replies:
+                    return
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"celery worker exited early: see {log_path}")
+            raise RuntimeError(f"celery worker did not answer within 60 s: see {log_path}")
+
+        def kill(self):
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+        def restart(self):
+            self.process = start()
+            self._wait_ready()
+
+        def stop(self):
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+
+    worker = Worker()
+    yield worker
+    worker.stop()
+
+
+def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, message: str = "condition"):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

@@ -1,0 +1,89 @@
+"""Jobs run by a real Celery worker process on Redis; the jobs page shows them live."""
+
+import json
+
+import pytest
+
+from annotation.models import GoldLabel, Project, Role
+from tests.conftest import log_in, screenshot, wait_for
+from tests.factories import add_member, make_solution
+from workers.models import Job, JobChunk
+from workers.services import chunk_claim, job_cancel, job_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _labelled_project(n: int = 3) -> Project:
+    project = Project.objects.create(name="Export me")
+    for i in range(n):
+        solution = make_solution(project, f"q{i}", [f"step a {i}", f"step b {i}"])
+        for step, value in zip(solution.steps.order_by("index"), (1, -1), strict=True):
+            GoldLabel.objects.create(step=step, value=value, source=GoldLabel.Source.IMPORTED, origin="test")
+    return project
+
+
+def test_export_job_runs_on_a_real_worker_and_offers_the_file(celery_worker_process, client, make_user):
+    project = _labelled_project(3)
+    admin = make_user("boss")
+    add_member(project, admin, Role.ADMIN)
+    job = job_create(
+        kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench", "filters": {"label_source": "gold"}}
+    )
+    job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=["done", "failed"]).first(), message="export job")
+    assert job.status == "done", job.error
+    assert job.counts["records"] == 3 and job.progress_done == job.progress_total == 3
+
+    client.login(username="boss", password="pw-boss")
+    response = client.get(f"/projects/{project.id}/jobs/{job.id}/download/")
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert [json.loads(line)["response"]["process_correctness"] for line in lines] == [[1, -1]] * 3
+
+
+def test_a_chunk_is_claimed_once_and_cancel_stops_the_job():
+    project = _labelled_project(1)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    chunk = JobChunk.objects.create(job=job, index=0)
+    assert chunk_claim(chunk_id=chunk.id) is not None
+    assert chunk_claim(chunk_id=chunk.id) is None, "a running chunk must not be claimed twice"
+    assert job_cancel(job=job)
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    other = JobChunk.objects.create(job=job, index=1)
+    assert chunk_claim(chunk_id=other.id) is None, "a cancelled job's chunks must not start"
+
+
+def test_jobs_page_starts_an_export_and_shows_live_progress(celery_worker_process, page, make_user):
+    project = _labelled_project(4)
+    add_member(project, make_user("boss2"), Role.ADMIN)
+    log_in(page, "boss2")
+    page.goto(f"/projects/{project.id}/jobs/")
+    page.select_option("select[name=format]", "visualprocessbench")
+    page.select_option("select[name=label_source]", "gold")
+    page.click("text=Start export")
+    page.wait_for_selector("tr.job.status-done", timeout=60000)
+    assert page.locator("tr.job a.download").count() == 1
+    screenshot(page, "jobs-page")
+
+
+def test_outsiders_and_annotators_cannot_see_jobs(client, make_user):
+    project = _labelled_project(1)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    urls = [
+        ("get", f"/projects/{project.id}/jobs/"),
+        ("post", f"/projects/{project.id}/jobs/export/"),
+        ("get", f"/projects/{project.id}/jobs/{job.id}/"),
+        ("post", f"/projects/{project.id}/jobs/{job.id}/cancel/"),
+        ("get", f"/projects/{project.id}/jobs/{job.id}/download/"),
+    ]
+    make_user("stranger")
+    client.login(username="stranger", password="pw-stranger")
+    for method, url in urls:
+        assert getattr(client, method)(url).status_code == 404, url
+    member = make_user("member")
+    add_member(project, member, Role.ANNOTATOR)
+    client.login(username="member", password="pw-member")
+    for method, url in urls:
+        assert getattr(client, method)(url).status_code == 403, url
+    job.refresh_from_db()
+    assert job.status == "queued"
