@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import label_views, views
+from annotation import label_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,4 +15,11 @@ urlpatterns = [
     path("projects/<int:project_id>/assignments/<int:assignment_id>/skip/", label_views.skip, name="skip"),
     path("projects/<int:project_id>/assignments/<int:assignment_id>/heartbeat/", label_views.heartbeat, name="heartbeat"),
     path("images/<str:sha256>/", label_views.image_file, name="image"),
+    path("projects/<int:project_id>/review/", review_views.review_list, name="review-list"),
+    path("projects/<int:project_id>/review/solutions/<int:solution_id>/", review_views.review_solution, name="review-solution"),
+    path(
+        "projects/<int:project_id>/review/solutions/<int:solution_id>/steps/<int:step_id>/gold/",
+        review_views.review_set_gold,
+        name="review-set-gold",
+    ),
 ]

@@ -9,24 +9,6 @@
   let activeSeconds = 0;
   let lastInput = Date.now();
 
-  // Model text is untrusted: KaTeX with trust off never builds links or runs anything.
-  function renderMath(root) {
-    if (!window.renderMathInElement) return;
-    root.querySelectorAll(".math").forEach((el) =>
-      window.renderMathInElement(el, {
-        delimiters: [
-          { left: "$$", right: "$$", display: true },
-          { left: "\\[", right: "\\]", display: true },
-          { left: "\\(", right: "\\)", display: false },
-          { left: "$", right: "$", display: false },
-        ],
-        throwOnError: false,
-        trust: false,
-        strict: "ignore",
-      })
-    );
-  }
-
   const rows = () => Array.from(document.querySelectorAll("#steps > li.step"));
 
   function focusRow(index) {
@@ -83,7 +65,6 @@
   document.addEventListener("submit", submitForms, true);
 
   document.body.addEventListener("htmx:afterSwap", (event) => {
-    renderMath(event.detail.elt.parentNode || document);
     updateCount();
     focusRow(focused);
   });
@@ -138,8 +119,5 @@
     }
   }, 30000);
 
-  // Images zoom on click.
-  document.querySelectorAll("img.zoomable").forEach((img) => img.addEventListener("click", () => img.classList.toggle("zoomed")));
-
-  window.addEventListener("load", () => { renderMath(document); focusRow(0); });
+  window.addEventListener("load", () => focusRow(0));
 })();
