@@ -194,3 +194,21 @@ def image_file(request: HttpRequest, sha256: str) -> FileResponse:
     response = FileResponse(image.file.open("rb"), content_type=f"image/{image.format.lower()}")
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+@require_POST
+@login_required
+def prefetch_next(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
+    """Reserve the item after this one and tell the page what to fetch ahead, so moving on costs no wait."""
+    from django.http import JsonResponse
+
+    current = _assignment_for(request, project_id, assignment_id)
+    project = current.solution.item.project
+    upcoming = next_assignment(project=project, annotator=request.user, exclude=current)
+    if upcoming is None:
+        return JsonResponse({"url": None, "images": []})
+    images = [
+        reverse("image", kwargs={"sha256": sha})
+        for sha in upcoming.solution.item.item_images.order_by("position").values_list("image__sha256", flat=True)
+    ]
+    return JsonResponse({"url": reverse("label", kwargs={"project_id": project.id, "assignment_id": upcoming.id}), "images": images})

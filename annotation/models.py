@@ -33,6 +33,9 @@ class Project(models.Model):
     )
     show_reference_answer = models.BooleanField(default=True)
     label_mode = models.CharField(max_length=20, choices=LabelMode.choices, default=LabelMode.ALL_STEPS)
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of queue items that are hidden quality checks with adjudicated gold labels (0-1)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 
@@ -40,6 +43,7 @@ class Project(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_at_least_one"),
+            models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_unit"),
             models.CheckConstraint(
                 condition=Q(label_mode__in=[c.value for c in LabelMode]), name="project_label_mode_valid"
             ),

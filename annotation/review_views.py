@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Project, Role, Solution, Step
 from annotation.permissions import project_for_member, project_role
+from annotation.quality import gold_accuracy
 from annotation.review import review_queue, review_rows
 from annotation.services.labels import LabelRejected, gold_label_set
 
@@ -29,7 +30,12 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request,
         "annotation/review_list.html",
-        {"project": project, "candidates": review_queue(project=project, include_adjudicated=show_all), "show_all": show_all},
+        {
+            "project": project,
+            "candidates": review_queue(project=project, include_adjudicated=show_all),
+            "show_all": show_all,
+            "gold_accuracy": gold_accuracy(project=project),
+        },
     )
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("projects/<int:project_id>/assignments/<int:assignment_id>/submit/", label_views.submit, name="submit"),
     path("projects/<int:project_id>/assignments/<int:assignment_id>/skip/", label_views.skip, name="skip"),
     path("projects/<int:project_id>/assignments/<int:assignment_id>/heartbeat/", label_views.heartbeat, name="heartbeat"),
+    path("projects/<int:project_id>/assignments/<int:assignment_id>/prefetch/", label_views.prefetch_next, name="prefetch-next"),
     path("images/<str:sha256>/", label_views.image_file, name="image"),
     path("projects/<int:project_id>/review/", review_views.review_list, name="review-list"),
     path("projects/<int:project_id>/review/solutions/<int:solution_id>/", review_views.review_solution, name="review-solution"),

@@ -135,3 +135,17 @@ def test_another_member_cannot_touch_my_assignment(client, labelling_project, ma
     assert not HumanLabel.objects.exists()
     # Members do see the project's images.
     assert client.get(f"/images/{first.item.images.first().sha256}/").status_code == 200
+
+
+def test_next_item_is_fetched_ahead(page, labelling_project):
+    project, first, second, annotator = labelling_project
+    log_in(page, "ann")
+    page.goto(f"/projects/{project.id}/next/")
+    page.wait_for_function("document.getElementById('label-app').dataset.nextUrl !== undefined")
+    next_url = page.evaluate("document.getElementById('label-app').dataset.nextUrl")
+    reserved = Assignment.objects.get(annotator=annotator, solution=second)
+    assert next_url == f"/projects/{project.id}/assignments/{reserved.id}/"
+    assert page.locator(f"link[rel=prefetch][href='{next_url}']").count() == 1
+    # The page being worked on stays the one "next" returns until it is finished.
+    current = Assignment.objects.get(annotator=annotator, solution=first)
+    assert page.url.endswith(f"/assignments/{current.id}/")

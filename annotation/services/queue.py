@@ -7,15 +7,17 @@ asking at once never take the same last slot.
 
 from __future__ import annotations
 
+import random
+
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Assignment, HumanLabel, LabelMode, Project, Solution, Step
+from annotation.models import Assignment, GoldLabel, HumanLabel, LabelMode, Project, Solution, Step
 
-# Skipped assignments give their slot back to other annotators.
-_HOLDS_A_SLOT = ~Q(status=Assignment.Status.SKIPPED)
+# Skipped assignments give their slot back to other annotators; hidden gold checks take none.
+_HOLDS_A_SLOT = ~Q(status=Assignment.Status.SKIPPED) & Q(is_gold_check=False)
 
 
 class SubmitRejected(ValueError):
@@ -35,15 +37,38 @@ def _slots_taken():
     )
 
 
-def next_assignment(*, project: Project, annotator) -> Assignment | None:
-    """The annotator's open assignment in `project`, else a new one; None when nothing is left."""
-    open_assignment = (
-        Assignment.objects.filter(annotator=annotator, solution__item__project=project, status=Assignment.Status.ASSIGNED)
-        .order_by("created_at")
+def _gold_check_candidate(project: Project, annotator) -> Solution | None:
+    """A solution whose every step has an adjudicated gold label, not yet seen by this annotator."""
+    unadjudicated_step = Step.objects.filter(solution=OuterRef("pk")).exclude(
+        gold_label__source=GoldLabel.Source.ADJUDICATED
+    )
+    return (
+        Solution.objects.filter(item__project=project, steps__isnull=False)
+        .exclude(Exists(Assignment.objects.filter(solution=OuterRef("pk"), annotator=annotator)))
+        .exclude(Exists(unadjudicated_step))
+        .order_by("?")
         .first()
     )
+
+
+def next_assignment(*, project: Project, annotator, exclude: Assignment | None = None, rng: random.Random | None = None) -> Assignment | None:
+    """The annotator's open assignment in `project`, else a new one; None when nothing is left.
+
+    With probability `project.gold_rate` the new one is a hidden quality check (an adjudicated item).
+    `exclude` skips one open assignment (the page being worked on, when fetching the next one ahead).
+    """
+    open_assignments = Assignment.objects.filter(
+        annotator=annotator, solution__item__project=project, status=Assignment.Status.ASSIGNED
+    ).order_by("created_at", "id")
+    if exclude is not None:
+        open_assignments = open_assignments.exclude(pk=exclude.pk)
+    open_assignment = open_assignments.first()
     if open_assignment is not None:
         return open_assignment
+    if project.gold_rate > 0 and (rng or random).random() < project.gold_rate:
+        gold = _gold_check_candidate(project, annotator)
+        if gold is not None:
+            return Assignment.objects.create(solution=gold, annotator=annotator, is_gold_check=True)
     with transaction.atomic():
         candidate = (
             Solution.objects.filter(item__project=project)

@@ -119,5 +119,23 @@
     }
   }, 30000);
 
-  window.addEventListener("load", () => focusRow(0));
+  // Fetch the next item ahead (its page and images), so "submit & next" costs no wait.
+  function prefetchNext() {
+    if (done) return;
+    const body = new FormData();
+    body.append("csrfmiddlewaretoken", document.querySelector("[name=csrfmiddlewaretoken]").value);
+    fetch(app.dataset.prefetch, { method: "POST", body, credentials: "same-origin" })
+      .then((response) => (response.ok ? response.json() : { url: null, images: [] }))
+      .then((next) => {
+        [next.url, ...next.images].filter(Boolean).forEach((href) => {
+          const link = document.createElement("link");
+          link.rel = "prefetch"; link.href = href;
+          document.head.appendChild(link);
+        });
+        app.dataset.nextUrl = next.url || "";
+      })
+      .catch(() => {});
+  }
+
+  window.addEventListener("load", () => { focusRow(0); prefetchNext(); });
 })();
