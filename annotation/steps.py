@@ -27,7 +27,8 @@ def _split_before(text: str, pattern: re.Pattern[str]) -> list[str]:
 
 def split_steps(response: str, *, max_steps: int | None = 12) -> list[str]:
     """Split `response` into at most `max_steps` non-empty steps (None: no cap)."""
-    text = response.strip()
+    # Windows line endings would hide blank lines ("\r\n\r\n") from the paragraph split.
+    text = response.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
         return []
     if _BLANK_LINE.search(text):
@@ -44,10 +45,10 @@ def split_steps(response: str, *, max_steps: int | None = 12) -> list[str]:
 
 def merge_steps(pieces: list[str], *, max_steps: int | None, joiner: str = PARAGRAPH_SEPARATOR) -> list[str]:
     """Merge consecutive pieces in chunks of ceil(n / max_steps) so at most max_steps remain."""
+    if max_steps is not None and max_steps < 1:
+        raise ValueError("max_steps must be at least 1")
     if max_steps is None or len(pieces) <= max_steps:
         return list(pieces)
-    if max_steps < 1:
-        raise ValueError("max_steps must be at least 1")
     chunk = math.ceil(len(pieces) / max_steps)
     return [joiner.join(pieces[i : i + chunk]) for i in range(0, len(pieces), chunk)]
 

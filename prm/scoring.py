@@ -1,0 +1,146 @@
+"""Step scores from a PRM backbone: P("+") at each assistant answer of the VisualPRM conversation.
+
+`PRMScorer` runs ONE forward pass per batch of solutions, with every assistant answer set to "+"
+(the answer tokens themselves never influence the logits that predict them, by causality).
+`ReferenceScorer` is the slow, obviously-right version: one pass per step over the conversation cut
+after that step, reading the logits at the generation prompt. Tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from prm.conversation import (
+    collate_conversations,
+    encode_conversation,
+    label_token_ids,
+    load_processor,
+    prm_messages,
+    render,
+)
+from prm.prompts import POSITIVE_TOKEN
+
+Aggregation = Literal["mean", "min", "last", "product"]
+AGGREGATIONS: tuple[str, ...] = ("mean", "min", "last", "product")
+
+
+def aggregate_step_scores(step_scores: Sequence[float], *, method: Aggregation = "mean") -> float:
+    """Response score from step scores: mean (VisualPRM's default), min, last or product."""
+    if not step_scores:
+        raise ValueError("no step scores to aggregate")
+    if method == "mean":
+        return sum(step_scores) / len(step_scores)
+    if method == "min":
+        return min(step_scores)
+    if method == "last":
+        return step_scores[-1]
+    if method == "product":
+        return math.prod(step_scores)
+    raise ValueError(f"unknown aggregation {method!r}; choose from {AGGREGATIONS}")
+
+
+class _Backbone:
+    """Model, processor and label token ids loaded from a backbone folder."""
+
+    def __init__(
+        self, directory: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ):
+        from transformers import AutoModelForImageTextToText
+
+        self.directory = Path(directory)
+        self.device = torch.device(device)
+        self.processor = load_processor(self.directory)
+        self.model = AutoModelForImageTextToText.from_pretrained(self.directory, dtype=dtype).to(self.device)
+        self.model.eval()
+        self.label_ids = label_token_ids(self.processor)
+        tokenizer = self.processor.tokenizer
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+
+    def positive_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """softmax over the ("+", "-") logits, taking P("+"); logits (..., vocab) -> (...)."""
+        pair = logits[..., [self.label_ids.positive, self.label_ids.negative]].float()
+        return torch.softmax(pair, dim=-1)[..., 0]
+
+    def to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key: value.to(self.device) for key, value in inputs.items()}
+
+
+class PRMScorer(_Backbone):
+    """Scores solutions with one forward pass per batch (Best-of-N: many solutions of one question)."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        aggregation: Aggregation = "mean",
+        batch_size: int = 8,
+    ):
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}; choose from {AGGREGATIONS}")
+        super().__init__(directory, device=device, dtype=dtype)
+        self.aggregation = aggregation
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def score_solutions(
+        self, *, question: str, solutions: Sequence[Sequence[str]], images: Sequence[Any] = ()
+    ) -> list[list[float]]:
+        """Step scores P("+") for each solution (a list of steps) to `question`."""
+        scores: list[list[float]] = []
+        for start in range(0, len(solutions), self.batch_size):
+            chunk = solutions[start : start + self.batch_size]
+            conversations = [
+                encode_conversation(
+                    self.processor, question=question, steps=steps, images=images, label_ids=self.label_ids
+                )
+                for steps in chunk
+            ]
+            batch = collate_conversations(conversations, pad_token_id=self.pad_token_id)
+            logits = self.model(**self.to_device(batch.model_inputs)).logits
+            for row, positions in enumerate(batch.answer_positions):
+                probabilities = self.positive_probability(logits[row, positions])
+                scores.append(probabilities.cpu().tolist())
+        return scores
+
+    def score_steps(self, *, question: str, steps: Sequence[str], images: Sequence[Any] = ()) -> list[float]:
+        return self.score_solutions(question=question, solutions=[steps], images=images)[0]
+
+    def score_responses(
+        self, *, question: str, solutions: Sequence[Sequence[str]], images: Sequence[Any] = ()
+    ) -> list[float]:
+        """One response score per solution, aggregated with this scorer's method."""
+        return [
+            aggregate_step_scores(step_scores, method=self.aggregation)
+            for step_scores in self.score_solutions(question=question, solutions=solutions, images=images)
+        ]
+
+
+class ReferenceScorer(_Backbone):
+    """One forward pass per step: the conversation up to step i ends in the generation prompt."""
+
+    @torch.inference_mode()
+    def score_steps(self, *, question: str, steps: Sequence[str], images: Sequence[Any] = ()) -> list[float]:
+        scores = []
+        for index in range(len(steps)):
+            messages = prm_messages(
+                question=question,
+                steps=steps[: index + 1],
+                answers=[POSITIVE_TOKEN] * index,
+                num_images=len(images),
+            )
+            text = render(self.processor, messages, add_generation_prompt=True)
+            inputs = self.processor(
+                text=[text], images=list(images) or None, return_tensors="pt", add_special_tokens=False
+            )
+            logits = self.model(**self.to_device(dict(inputs))).logits
+            scores.append(float(self.positive_probability(logits[0, -1])))
+        return scores
