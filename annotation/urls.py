@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation import label_views, review_views, views
+from annotation import dashboard_views, label_views, review_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,6 +17,7 @@ urlpatterns = [
     path("projects/<int:project_id>/assignments/<int:assignment_id>/prefetch/", label_views.prefetch_next, name="prefetch-next"),
     path("images/<str:sha256>/", label_views.image_file, name="image"),
     path("projects/<int:project_id>/review/", review_views.review_list, name="review-list"),
+    path("projects/<int:project_id>/dashboard/", dashboard_views.dashboard, name="dashboard"),
     path("projects/<int:project_id>/review/solutions/<int:solution_id>/", review_views.review_solution, name="review-solution"),
     path(
         "projects/<int:project_id>/review/solutions/<int:solution_id>/steps/<int:step_id>/gold/",

@@ -52,3 +52,14 @@ def test_no_gold_checks_at_rate_zero(make_user):
     assignment = next_assignment(project=project, annotator=annotator, rng=random.Random(0))
     assert not assignment.is_gold_check
     assert GoldLabel.objects.count() == 1 and Assignment.objects.filter(is_gold_check=True).count() == 0
+
+
+def test_review_list_title_is_plain_text(make_user, client):
+    project = Project.objects.create(name="Titled")
+    reviewer = make_user("rev3")
+    add_member(project, reviewer, Role.REVIEWER)
+    client.login(username="rev3", password="pw-rev3")
+    html = client.get(f"/projects/{project.id}/review/").content.decode()
+    title = html.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title == "Review · Titled · Stepmark"
+    assert html.count("Accuracy on hidden gold items") == 1
