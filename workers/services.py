@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -13,6 +14,12 @@ from workers.models import Job, JobChunk
 GPU_KINDS = {Job.Kind.SAMPLE_SOLUTIONS, Job.Kind.MC_LABEL, Job.Kind.PRM_PRELABEL, Job.Kind.TRAIN, Job.Kind.EVALUATE}
 # A running chunk whose claim is older than this is presumed dead (worker killed) and may be claimed again.
 CHUNK_LEASE = timedelta(minutes=10)
+
+
+def chunk_lease() -> timedelta:
+    """CHUNK_LEASE, or settings.STEPMARK_CHUNK_LEASE_SECONDS when set (tests shorten it)."""
+    seconds = getattr(settings, "STEPMARK_CHUNK_LEASE_SECONDS", None)
+    return timedelta(seconds=seconds) if seconds else CHUNK_LEASE
 
 
 def queue_for(kind: str) -> str:
@@ -50,7 +57,7 @@ def job_enqueue(*, job: Job) -> int:
 def chunk_claim(*, chunk_id: int) -> JobChunk | None:
     """Claim a chunk for this worker with one conditional UPDATE; None if done, taken or the job stopped."""
     now = timezone.now()
-    claimable = Q(status=JobChunk.Status.PENDING) | Q(status=JobChunk.Status.RUNNING, claimed_at__lt=now - CHUNK_LEASE)
+    claimable = Q(status=JobChunk.Status.PENDING) | Q(status=JobChunk.Status.RUNNING, claimed_at__lt=now - chunk_lease())
     claimed = (
         JobChunk.objects.filter(claimable, pk=chunk_id, job__status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
         .update(status=JobChunk.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1)

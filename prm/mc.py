@@ -1,0 +1,218 @@
+"""Monte Carlo step estimation (pure: no Django, no model).
+
+mc_i = right / sampled completions continuing the prefix s_0..s_i. The strategies below only ask
+an oracle `sample(prefix_steps, k) -> list[bool]` (or its batched form, one call per round, so a
+back end can batch all the prefixes of a round) and return per-step counts:
+
+- exhaustive (VisualPRM): k completions for every step; solutions longer than `max_steps` are
+  estimated on merged steps (consecutive groups of ceil(n / max_steps), as annotation.steps.merge_steps);
+- adaptive: rounds of `round_size` completions; a step stops at its first right completion or at
+  k. Its value label (mc > 0) then matches exhaustive's whenever exhaustive finds a right one;
+- first-error binary search (OmegaPRM): assumes monotone labels (once no completion is right,
+  none after is) and probes O(log n) steps; the other steps' labels are inferred, without counts.
+
+Value and advantage labels are derived from the counts here, never stored beside them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+DEFAULT_K = 16
+DEFAULT_ROUND_SIZE = 4
+DEFAULT_MAX_STEPS = 12
+STRATEGIES = ("exhaustive", "adaptive", "binary_search")
+
+# sample(prefix_steps, k): whether each of k completions of the prefix ends in the right answer.
+Oracle = Callable[[Sequence[str], int], list[bool]]
+# The batched form: one call per round with every (prefix_steps, k) of the round.
+BatchOracle = Callable[[list[tuple[Sequence[str], int]]], list[list[bool]]]
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Counts of one (possibly merged) step, or an inferred label without counts (binary search)."""
+
+    num_correct: int = 0
+    num_total: int = 0
+    inferred_positive: bool | None = None  # set only when the step was not sampled
+
+    @property
+    def mc(self) -> float | None:
+        return self.num_correct / self.num_total if self.num_total else None
+
+    @property
+    def sampled(self) -> bool:
+        return self.num_total > 0
+
+
+@dataclass(frozen=True)
+class MCResult:
+    groups: list[list[int]]  # original step indices in each estimated (merged) step
+    estimates: list[StepEstimate]  # one per group
+    rollouts: int
+
+    def per_step(self) -> list[StepEstimate]:
+        """Each original step with its group's estimate (a merged step is one step to the estimator)."""
+        by_step: dict[int, StepEstimate] = {}
+        for group, estimate in zip(self.groups, self.estimates, strict=True):
+            for index in group:
+                by_step[index] = estimate
+        return [by_step[i] for i in sorted(by_step)]
+
+
+def step_groups(num_steps: int, max_steps: int | None = DEFAULT_MAX_STEPS) -> list[list[int]]:
+    """Consecutive groups of step indices, at most max_steps of them (merge_steps' arithmetic)."""
+    if max_steps is None or num_steps <= max_steps:
+        return [[i] for i in range(num_steps)]
+    size = math.ceil(num_steps / max_steps)
+    return [list(range(start, min(start + size, num_steps))) for start in range(0, num_steps, size)]
+
+
+def batched(sample: Oracle) -> BatchOracle:
+    def sample_batch(requests: list[tuple[Sequence[str], int]]) -> list[list[bool]]:
+        return [sample(prefix, k) for prefix, k in requests]
+
+    return sample_batch
+
+
+def _prefixes(steps: Sequence[str], groups: list[list[int]]) -> list[list[str]]:
+    return [list(steps[: group[-1] + 1]) for group in groups]
+
+
+def exhaustive(
+    steps: Sequence[str],
+    sample_batch: BatchOracle,
+    *,
+    k: int = DEFAULT_K,
+    max_steps: int | None = DEFAULT_MAX_STEPS,
+) -> MCResult:
+    groups = step_groups(len(steps), max_steps)
+    prefixes = _prefixes(steps, groups)
+    outcomes = sample_batch([(prefix, k) for prefix in prefixes]) if prefixes else []
+    estimates = [StepEstimate(num_correct=sum(result), num_total=len(result)) for result in outcomes]
+    return MCResult(groups=groups, estimates=estimates, rollouts=sum(e.num_total for e in estimates))
+
+
+def _adaptive_counts(
+    prefixes: list[list[str]], sample_batch: BatchOracle, *, k: int, round_size: int
+) -> list[tuple[int, int]]:
+    """(right, total) per prefix, sampling `round_size` at a time until a right one or k in all."""
+    counts = [(0, 0) for _ in prefixes]
+    open_indices = list(range(len(prefixes)))
+    while open_indices:
+        requests = [(prefixes[i], min(round_size, k - counts[i][1])) for i in open_indices]
+        outcomes = sample_batch(requests)
+        still_open = []
+        for i, result in zip(open_indices, outcomes, strict=True):
+            right, total = counts[i]
+            counts[i] = (right + sum(result), total + len(result))
+            if counts[i][0] == 0 and counts[i][1] < k:
+                still_open.append(i)
+        open_indices = still_open
+    return counts
+
+
+def adaptive(
+    steps: Sequence[str],
+    sample_batch: BatchOracle,
+    *,
+    k: int = DEFAULT_K,
+    round_size: int = DEFAULT_ROUND_SIZE,
+    max_steps: int | None = DEFAULT_MAX_STEPS,
+) -> MCResult:
+    groups = step_groups(len(steps), max_steps)
+    counts = _adaptive_counts(
+        _prefixes(steps, groups), sample_batch, k=k, round_size=max(1, min(round_size, k))
+    )
+    estimates = [StepEstimate(num_correct=right, num_total=total) for right, total in counts]
+    return MCResult(groups=groups, estimates=estimates, rollouts=sum(total for _, total in counts))
+
+
+def binary_search(
+    steps: Sequence[str],
+    sample_batch: BatchOracle,
+    *,
+    k: int = DEFAULT_K,
+    round_size: int = DEFAULT_ROUND_SIZE,
+    max_steps: int | None = DEFAULT_MAX_STEPS,
+) -> MCResult:
+    """Find the first step with no right completion, probing adaptively; infer the rest (monotone)."""
+    groups = step_groups(len(steps), max_steps)
+    prefixes = _prefixes(steps, groups)
+    probed: dict[int, tuple[int, int]] = {}
+    low, high = 0, len(groups)  # the first error lies in [low, high); high == len: no error
+    while low < high:
+        middle = (low + high) // 2
+        (probed[middle],) = _adaptive_counts(
+            [prefixes[middle]], sample_batch, k=k, round_size=max(1, min(round_size, k))
+        )
+        if probed[middle][0] > 0:
+            low = middle + 1
+        else:
+            high = middle
+    first_error = low
+    estimates = []
+    for index in range(len(groups)):
+        if index in probed:
+            right, total = probed[index]
+            estimates.append(StepEstimate(num_correct=right, num_total=total))
+        else:
+            estimates.append(StepEstimate(inferred_positive=index < first_error))
+    return MCResult(groups=groups, estimates=estimates, rollouts=sum(total for _, total in probed.values()))
+
+
+def estimate(
+    steps: Sequence[str],
+    sample_batch: BatchOracle,
+    *,
+    strategy: str,
+    k: int = DEFAULT_K,
+    round_size: int = DEFAULT_ROUND_SIZE,
+    max_steps: int | None = DEFAULT_MAX_STEPS,
+) -> MCResult:
+    if strategy == "exhaustive":
+        return exhaustive(steps, sample_batch, k=k, max_steps=max_steps)
+    if strategy == "adaptive":
+        return adaptive(steps, sample_batch, k=k, round_size=round_size, max_steps=max_steps)
+    if strategy == "binary_search":
+        return binary_search(steps, sample_batch, k=k, round_size=round_size, max_steps=max_steps)
+    raise ValueError(f"unknown Monte Carlo strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+
+
+# --------------------------------------------------------------------------- derived labels
+
+
+def value_label(estimate: StepEstimate, *, threshold: float = 0.0) -> int | None:
+    """+1 if mc > threshold, else -1; an inferred estimate gives its inferred sign; None if unknown."""
+    if estimate.sampled:
+        return 1 if estimate.mc > threshold else -1
+    if estimate.inferred_positive is not None:
+        return 1 if estimate.inferred_positive else -1
+    return None
+
+
+def value_labels(estimates: Sequence[StepEstimate], *, threshold: float = 0.0) -> list[int | None]:
+    return [value_label(e, threshold=threshold) for e in estimates]
+
+
+def advantage_labels(
+    mc_values: Sequence[float | None], *, tolerance: float = 0.0, root_mc: float | None = None
+) -> list[int | None]:
+    """sign(mc_i - mc_{i-1}) as +1 / 0 / -1 with |difference| <= tolerance counting as 0.
+
+    Step 0 compares with `root_mc` (the mc of the bare question) when known, else has no label;
+    a step next to an unknown mc has none either.
+    """
+    labels: list[int | None] = []
+    previous = root_mc
+    for current in mc_values:
+        if current is None or previous is None:
+            labels.append(None)
+        else:
+            difference = current - previous
+            labels.append(0 if abs(difference) <= tolerance else (1 if difference > 0 else -1))
+        previous = current
+    return labels

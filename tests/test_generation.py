@@ -1,0 +1,199 @@
+"""Generation back ends: transformers on a tiny local model, the OpenAI-compatible client against a
+real HTTP server, and the vLLM plumbing that runs without vllm."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+
+import pytest
+import torch
+from PIL import Image
+
+from prm.tiny_models import build_tiny_qwen2_vl
+from workers.errors import PermanentJobError, TransientJobError
+from workers.generation.base import GenerationRequest, SamplingParams, backend_from_params
+from workers.generation.openai_backend import OpenAIBackend, chat_payload
+from workers.generation.serve import OpenAICompatibleServer, request_from_payload
+from workers.generation.transformers_backend import TransformersBackend, run_halving_on_oom
+from workers.generation.vllm_backend import prefix_cache_order, restore_order, vllm_inputs
+
+SAMPLING = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=4, seed=7)
+
+
+def png(color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 50), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def request(continuation: str = "", *, n: int = 2, images=(), sampling=SAMPLING) -> GenerationRequest:
+    content = [{"type": "image"} for _ in images] + [{"type": "text", "text": "What is 2 + 3?"}]
+    return GenerationRequest(
+        messages=[{"role": "user", "content": content}],
+        images=list(images),
+        continuation=continuation,
+        n=n,
+        sampling=sampling,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny") / "tiny-qwen2-vl")
+
+
+@pytest.fixture(scope="module")
+def transformers_backend(tiny_model_dir):
+    return TransformersBackend(model_path=str(tiny_model_dir), device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def served_tiny_model(transformers_backend):
+    server = OpenAICompatibleServer(transformers_backend, model="tiny-policy").start()
+    yield server
+    server.stop()
+
+
+def test_transformers_backend_batches_images_and_continues_the_partial_answer(transformers_backend):
+    prefix = "Step one: 2 + 3.\n\nStep two: it is 5."
+    prompt = transformers_backend.prompt_text(request(prefix, images=[png("red")]))
+    # The partial assistant turn is left open: generation continues right after its last word.
+    assert prompt.endswith("<|im_start|>assistant\n" + prefix)
+    assert "<|image_pad|>" in prompt
+    assert transformers_backend.prompt_text(request()).endswith("<|im_start|>assistant\n")
+
+    requests = [
+        request(prefix, n=3, images=[png("red")]),
+        request(n=2),
+        request("Step one.", n=3, images=[png("blue")]),
+    ]
+    outputs = transformers_backend.generate(requests)
+    assert [len(texts) for texts in outputs] == [3, 2, 3]
+    assert all(isinstance(text, str) and prefix not in text for texts in outputs for text in texts)
+    # Same seed, same request: the same completions (the prefix is not regenerated, only continued).
+    again = transformers_backend.generate([requests[1]])
+    assert again[0] == outputs[1]
+
+
+def test_bad_model_paths_fail_at_construction(tmp_path):
+    with pytest.raises(PermanentJobError, match="not a model folder"):
+        TransformersBackend(model_path=str(tmp_path / "missing"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(PermanentJobError, match="cannot load the model"):
+        TransformersBackend(model_path=str(broken))
+    with pytest.raises(PermanentJobError, match="unknown generation back end"):
+        backend_from_params({"backend": "tgi"})
+    with pytest.raises(PermanentJobError, match="does not take"):
+        backend_from_params({"backend": "transformers", "model_path": str(broken), "beam_width": 3})
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits():
+    capacity = 3
+    seen = []
+
+    def run_batch(batch):
+        seen.append(len(batch))
+        if len(batch) > capacity:  # a device that holds three sequences at a time
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [item * 10 for item in batch]
+
+    results, size = run_halving_on_oom(
+        list(range(7)), batch_size=8, run_batch=run_batch, oom=(torch.cuda.OutOfMemoryError,)
+    )
+    assert results == [item * 10 for item in range(7)]
+    assert size == 2 and seen == [7, 4, 2, 2, 2, 1]
+    capacity = 0
+    with pytest.raises(TransientJobError, match="even for one prompt"):
+        run_halving_on_oom([1], batch_size=2, run_batch=run_batch, oom=(torch.cuda.OutOfMemoryError,))
+
+
+def test_chat_payload_round_trips_through_the_server_parser():
+    original = request("Step one.", n=5, images=[png("red"), png("green")])
+    payload = chat_payload(original, model="m")
+    assert payload["continue_final_message"] is True and payload["add_generation_prompt"] is False
+    assert payload["messages"][-1] == {"role": "assistant", "content": "Step one."}
+    assert payload["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    parsed = request_from_payload(json.loads(json.dumps(payload)))
+    assert parsed == original
+
+
+def test_openai_backend_against_a_real_server_matches_local_generation(
+    served_tiny_model, transformers_backend
+):
+    backend = OpenAIBackend(base_url=served_tiny_model.base_url, model="tiny-policy")
+    requests = [
+        request("Step one: 2 + 3.", n=3, images=[png("red")]),
+        request(n=2, sampling=SamplingParams(max_new_tokens=3, seed=11)),
+    ]
+    remote = backend.generate(requests)
+    assert [len(texts) for texts in remote] == [3, 2]
+    # Images, continuation, n and seed all reached the model: the server's answer is the local one.
+    assert remote == transformers_backend.generate(requests)
+
+    backend_from_factory = backend_from_params(
+        {"backend": "openai", "base_url": served_tiny_model.base_url, "model": "tiny-policy", "name": "tiny"}
+    )
+    assert isinstance(backend_from_factory, OpenAIBackend)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_openai_backend_errors_are_permanent_at_start_and_transient_later(transformers_backend):
+    with pytest.raises(PermanentJobError, match="unreachable"):
+        OpenAIBackend(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="tiny-policy", timeout=5)
+    server = OpenAICompatibleServer(transformers_backend, model="tiny-policy").start()
+    try:
+        with pytest.raises(PermanentJobError, match="does not serve model 'other'"):
+            OpenAIBackend(base_url=server.base_url, model="other")
+        backend = OpenAIBackend(base_url=server.base_url, model="tiny-policy", timeout=5)
+        backend.model = "renamed-since"  # the server answers 404 for a model it does not have
+        with pytest.raises(PermanentJobError, match="HTTP 404"):
+            backend.generate([request(n=1)])
+        backend.model = "tiny-policy"
+    finally:
+        server.stop()
+    with pytest.raises(TransientJobError):  # the server went away mid-job: worth a retry
+        backend.generate([request(n=1)])
+
+
+def test_vllm_plumbing_orders_prefixes_for_the_cache_and_restores_the_order(tiny_model_dir):
+    steps = ["a", "b", "c"]
+    red, blue = png("red"), png("blue")
+    requests = [
+        request("\n\n".join(steps[:3]), images=[red]),
+        request("other", images=[blue]),
+        request("\n\n".join(steps[:1]), images=[red]),
+        request("\n\n".join(steps[:2]), images=[red]),
+    ]
+    order = prefix_cache_order(requests)
+    assert order == [2, 3, 0, 1]  # one solution's prefixes in ascending order, then the other prompt
+    order, prompts, sampling = vllm_inputs(requests, lambda r: f"<prompt>{r.continuation}")
+    assert [p["prompt"] for p in prompts] == [
+        "<prompt>a",
+        "<prompt>a\n\nb",
+        "<prompt>a\n\nb\n\nc",
+        "<prompt>other",
+    ]
+    assert prompts[0]["multi_modal_data"]["image"][0].size == (60, 50)
+    assert sampling[0] == {"n": 2, "temperature": 1.0, "top_p": 0.9, "max_tokens": 4, "seed": 7}
+    outputs = [[p["prompt"]] for p in prompts]
+    assert restore_order(order, outputs) == [
+        ["<prompt>a\n\nb\n\nc"],
+        ["<prompt>other"],
+        ["<prompt>a"],
+        ["<prompt>a\n\nb"],
+    ]
+    # vllm is not installed here: the back end says so at construction instead of failing later.
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(PermanentJobError, match="needs vllm"):
+            backend_from_params({"backend": "vllm", "model_path": str(tiny_model_dir)})

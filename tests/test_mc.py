@@ -1,0 +1,184 @@
+"""Monte Carlo strategies on synthetic oracles whose true per-step success rates are known."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from annotation.steps import merge_steps
+from prm import mc
+
+
+def scripted_oracle(rates: list[float]):
+    """Completion j of a prefix is right iff j < round(rate * k): exact, reproducible counts."""
+
+    def sample(prefix, k):
+        return [j < round(rates[len(prefix) - 1] * k) for j in range(k)]
+
+    return mc.batched(sample)
+
+
+class CoupledOracle:
+    """Each prefix has one fixed stream of Bernoulli draws; every call consumes the next ones.
+
+    Two strategies run on copies of the same streams see the same completions, so their labels
+    differ only by what they chose to sample.
+    """
+
+    def __init__(self, rates: list[float], seed: str, length: int = 64):
+        rng = random.Random(seed)
+        self.streams = [[rng.random() < rate for _ in range(length)] for rate in rates]
+        self.used = [0] * len(rates)
+        self.calls: list[list[tuple[int, int]]] = []
+
+    def __call__(self, requests):
+        self.calls.append([(len(prefix), k) for prefix, k in requests])
+        results = []
+        for prefix, k in requests:
+            index = len(prefix) - 1
+            start = self.used[index]
+            results.append(self.streams[index][start : start + k])
+            self.used[index] += k
+        return results
+
+
+def synthetic_solutions(count: int, seed: int, *, monotone: bool = True) -> list[list[float]]:
+    """Per-step success rates: positive before a random first error, zero (or not) after it."""
+    rng = random.Random(seed)
+    solutions = []
+    for _ in range(count):
+        length = rng.randint(3, 12)
+        first_error = rng.choice(list(range(length)) + [length] * (length // 2))
+        rates = [
+            rng.choice([0.9, 0.6, 0.3, 0.1])
+            if i < first_error
+            else (0.0 if monotone else rng.choice([0.0, 0.0, 0.2]))
+            for i in range(length)
+        ]
+        solutions.append(rates)
+    return solutions
+
+
+def test_step_groups_merge_like_merge_steps():
+    for length in range(1, 41):
+        pieces = [str(i) for i in range(length)]
+        merged = merge_steps(pieces, max_steps=12, joiner=",")
+        groups = mc.step_groups(length, 12)
+        assert [",".join(pieces[i] for i in group) for group in groups] == merged
+        assert len(groups) <= 12
+
+
+def test_exhaustive_counts_every_step_with_k_completions_and_caps_at_12_steps():
+    rates = [1.0, 0.5, 0.25, 0.0]
+    result = mc.exhaustive([f"s{i}" for i in range(4)], scripted_oracle(rates), k=16)
+    assert [(e.num_correct, e.num_total) for e in result.estimates] == [(16, 16), (8, 16), (4, 16), (0, 16)]
+    assert [e.mc for e in result.estimates] == rates
+    assert result.rollouts == 64
+
+    long = mc.exhaustive([f"s{i}" for i in range(20)], scripted_oracle([0.5] * 20), k=16)
+    assert long.groups[0] == [0, 1] and len(long.groups) == 10
+    assert long.rollouts == 10 * 16
+    assert len(long.per_step()) == 20 and long.per_step()[1] is long.estimates[0]
+
+
+def test_adaptive_stops_a_step_at_its_first_right_completion():
+    rates = [1.0, 0.5, 0.0]
+    oracle = CoupledOracle(rates, seed="fixed")
+    oracle.streams[1] = [False] * 5 + [True] + [False] * 58  # first right completion: the 6th
+    result = mc.adaptive(["a", "b", "c"], oracle, k=16, round_size=4)
+    assert [(e.num_correct, e.num_total) for e in result.estimates] == [(4, 4), (1, 8), (0, 16)]
+    assert result.rollouts == 28
+    # Round 1 asks all three steps; later rounds only those without a right completion yet.
+    assert [sorted(call) for call in oracle.calls] == [
+        [(1, 4), (2, 4), (3, 4)],
+        [(2, 4), (3, 4)],
+        [(3, 4)],
+        [(3, 4)],
+    ]
+
+
+def test_binary_search_finds_the_first_error_and_infers_the_rest():
+    rates = [0.9, 0.9, 0.5, 0.5, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0]
+    result = mc.binary_search([f"s{i}" for i in range(10)], scripted_oracle(rates), k=16, round_size=4)
+    assert mc.value_labels(result.estimates) == [1] * 5 + [-1] * 5
+    probed = [i for i, e in enumerate(result.estimates) if e.sampled]
+    assert len(probed) <= 4 and 5 in probed  # log2(10) probes, the first error among them
+    assert all(e.mc is None for i, e in enumerate(result.estimates) if i not in probed)
+    assert result.rollouts < 10 * 16 / 2
+
+
+def test_value_and_advantage_labels_come_from_counts():
+    estimates = [
+        mc.StepEstimate(8, 16),
+        mc.StepEstimate(0, 16),
+        mc.StepEstimate(inferred_positive=True),
+        mc.StepEstimate(),
+    ]
+    assert mc.value_labels(estimates) == [1, -1, 1, None]
+    assert mc.value_labels(estimates, threshold=0.5) == [-1, -1, 1, None]
+    assert mc.advantage_labels([0.5, 0.75, 0.7, 0.1, None, 0.2], tolerance=0.1) == [
+        None,
+        1,
+        0,
+        -1,
+        None,
+        None,
+    ]
+    assert mc.advantage_labels([0.5], root_mc=0.25) == [1]
+    with pytest.raises(ValueError, match="unknown Monte Carlo strategy"):
+        mc.estimate(["a"], scripted_oracle([1.0]), strategy="greedy")
+
+
+def _compare(solutions: list[list[float]], strategy: str, *, coupled: bool):
+    """(rollouts of exhaustive, rollouts of strategy, steps whose value labels agree, steps)."""
+    exhaustive_rollouts = strategy_rollouts = agreeing = steps_total = 0
+    for number, rates in enumerate(solutions):
+        steps = [f"s{i}" for i in range(len(rates))]
+        reference = mc.exhaustive(steps, CoupledOracle(rates, seed=f"{number}"), k=16)
+        other_seed = f"{number}" if coupled else f"{number}-independent"
+        result = mc.estimate(
+            steps, CoupledOracle(rates, seed=other_seed), strategy=strategy, k=16, round_size=4
+        )
+        exhaustive_rollouts += reference.rollouts
+        strategy_rollouts += result.rollouts
+        agreeing += sum(
+            a == b
+            for a, b in zip(
+                mc.value_labels(result.estimates), mc.value_labels(reference.estimates), strict=True
+            )
+        )
+        steps_total += len(rates)
+    return exhaustive_rollouts, strategy_rollouts, agreeing, steps_total
+
+
+def test_adaptive_gives_exhaustive_value_labels_with_fewer_rollouts():
+    solutions = synthetic_solutions(300, seed=1)
+    full, used, agreeing, steps = _compare(solutions, "adaptive", coupled=True)
+    print(
+        f"\nadaptive, same draws: {used}/{full} rollouts ({1 - used / full:.1%} saved), value labels agree on {agreeing}/{steps}"
+    )
+    # Same completions seen: "any right among the first 16" is decided identically.
+    assert agreeing == steps
+    assert used <= 0.7 * full
+
+    full, used, agreeing, steps = _compare(solutions, "adaptive", coupled=False)
+    print(f"adaptive, independent draws: agreement {agreeing / steps:.3f}")
+    assert agreeing / steps >= 0.93
+
+
+def test_binary_search_agrees_on_monotone_solutions_and_not_on_others():
+    monotone = synthetic_solutions(300, seed=2)
+    full, used, agreeing, steps = _compare(monotone, "binary_search", coupled=True)
+    print(
+        f"\nbinary search, monotone: {used}/{full} rollouts ({1 - used / full:.1%} saved), agreement {agreeing / steps:.3f}"
+    )
+    assert agreeing / steps >= 0.95
+    assert used <= 0.35 * full
+
+    _, _, agreeing_other, steps_other = _compare(
+        synthetic_solutions(300, seed=2, monotone=False), "binary_search", coupled=True
+    )
+    print(f"binary search, non-monotone: agreement {agreeing_other / steps_other:.3f}")
+    # Its assumption broken, binary search mislabels the right steps after a wrong one.
+    assert agreeing_other / steps_other < agreeing / steps - 0.03

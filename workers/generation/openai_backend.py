@@ -1,0 +1,119 @@
+"""Any OpenAI-compatible /v1/chat/completions server (vLLM's `vllm serve`, SGLang, ...).
+
+Images travel as data URLs. A partial assistant message is continued with vLLM's extra
+parameters `continue_final_message: true, add_generation_prompt: false`. Requests run
+concurrently so the server can batch them. Stdlib urllib only.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from workers.errors import PermanentJobError, TransientJobError
+from workers.generation.base import GenerationBackend, GenerationRequest, as_png_bytes
+
+# Worth a retry: the server is overloaded, restarting or timed out.
+TRANSIENT_HTTP_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def chat_payload(request: GenerationRequest, *, model: str) -> dict:
+    """The /v1/chat/completions body for one request."""
+    images = iter(request.images)
+    messages = []
+    for message in request.messages:
+        content = message["content"]
+        if isinstance(content, str):
+            messages.append({"role": message["role"], "content": content})
+            continue
+        parts = []
+        for part in content:
+            if part.get("type") == "image":
+                try:
+                    data, media_type = as_png_bytes(next(images))
+                except StopIteration:
+                    raise PermanentJobError("a request has more image parts than images") from None
+                url = f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+            else:
+                parts.append({"type": "text", "text": part["text"]})
+        messages.append({"role": message["role"], "content": parts})
+    sampling = request.sampling
+    payload = {
+        "model": model,
+        "messages": messages,
+        "n": request.n,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_new_tokens,
+    }
+    if sampling.seed is not None:
+        payload["seed"] = sampling.seed
+    if request.continuation:
+        payload["messages"].append({"role": "assistant", "content": request.continuation})
+        payload["continue_final_message"] = True
+        payload["add_generation_prompt"] = False
+    return payload
+
+
+class OpenAIBackend(GenerationBackend):
+    def __init__(
+        self, *, base_url: str, model: str, api_key: str = "", timeout: float = 600.0, concurrency: int = 8
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = model.rstrip("/").rsplit("/", 1)[-1]
+        self.api_key = api_key
+        self.timeout = timeout
+        self.concurrency = max(1, int(concurrency))
+        self._check_model()
+
+    def _check_model(self) -> None:
+        try:
+            listing = self._call("GET", "/models", None, timeout=min(self.timeout, 30.0))
+        except TransientJobError as exc:
+            raise PermanentJobError(f"generation server {self.base_url} is unreachable: {exc}") from exc
+        served = [entry.get("id") for entry in listing.get("data", [])]
+        if self.model not in served:
+            raise PermanentJobError(
+                f"server {self.base_url} does not serve model {self.model!r}; it serves {served}"
+            )
+
+    def _call(self, method: str, path: str, body: dict | None, *, timeout: float) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = None if body is None else json.dumps(body).encode()
+        http_request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(http_request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:500].decode(errors="replace")
+            message = f"{method} {self.base_url}{path}: HTTP {exc.code}: {detail}"
+            if exc.code in TRANSIENT_HTTP_STATUSES:
+                raise TransientJobError(message) from exc
+            raise PermanentJobError(message) from exc
+        except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
+            raise TransientJobError(f"{method} {self.base_url}{path}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise TransientJobError(f"{method} {self.base_url}{path}: the reply is not JSON: {exc}") from exc
+
+    def _complete(self, request: GenerationRequest) -> list[str]:
+        reply = self._call(
+            "POST", "/chat/completions", chat_payload(request, model=self.model), timeout=self.timeout
+        )
+        choices = sorted(reply.get("choices", []), key=lambda choice: choice.get("index", 0))
+        if len(choices) != request.n:
+            raise TransientJobError(f"asked for {request.n} completions, the server returned {len(choices)}")
+        return [choice["message"].get("content") or "" for choice in choices]
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[str]]:
+        if len(requests) <= 1:
+            return [self._complete(request) for request in requests]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
+            return list(pool.map(self._complete, requests))
