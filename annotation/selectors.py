@@ -7,8 +7,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+from django.db.models import Q
+
 from annotation.formats.records import ExportRecord, ExportStep
-from annotation.models import AutoLabel, GoldLabel, HumanLabel, ItemImage, Project, Solution, Step
+from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item, ItemImage, Project, Solution, Step
 
 LABEL_SOURCES = ("merged", "gold", "human", "mc", "auto", "prm", "none")
 
@@ -62,16 +66,23 @@ def export_records(*, project: Project, filters: ExportFilters, chunk_size: int 
 
 
 def _records_for(solution_ids: list[int], filters: ExportFilters) -> Iterator[ExportRecord]:
-    solutions = list(
-        Solution.objects.filter(id__in=solution_ids)
+    """The records of one chunk, in a few queries. Records of one item share its decoded fields."""
+    wanted = set(solution_ids)
+    solutions = [
+        row
+        for row in Solution.objects.filter(_ids_lookup("id", solution_ids))
         .order_by("id")
-        .values(
-            "id", "key", "policy_model", "response", "final_answer", "is_correct", "metadata",
-            "item_id", "item__external_id", "item__question", "item__options", "item__answer",
-            "item__data_source", "item__metadata",
+        .values_list("id", "item_id", "key", "policy_model", "response", "final_answer", "is_correct", "metadata")
+        if row[0] in wanted
+    ]
+    # Several solutions per item: fetch and decode each item's fields once per chunk.
+    item_ids = {row[1] for row in solutions}
+    items = {
+        row[0]: row[1:]
+        for row in Item.objects.filter(id__in=item_ids).values_list(
+            "id", "external_id", "question", "options", "answer", "data_source", "metadata"
         )
-    )
-    item_ids = {row["item_id"] for row in solutions}
+    }
     images: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for item_id, source_path, file_name in (
         ItemImage.objects.filter(item_id__in=item_ids)
@@ -81,45 +92,82 @@ def _records_for(solution_ids: list[int], filters: ExportFilters) -> Iterator[Ex
         images[item_id].append((source_path or file_name, file_name))
     steps: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
     step_ids: list[int] = []
-    for step_id, solution_id, index, text in (
-        Step.objects.filter(solution_id__in=solution_ids).order_by("solution_id", "index").values_list("id", "solution_id", "index", "text")
+    for step_id, solution_id, index, text in _plain_rows(
+        Step.objects.filter(_ids_lookup("solution_id", solution_ids))
+        .order_by("solution_id", "index")
+        .values_list("id", "solution_id", "index", "text")
     ):
-        steps[solution_id].append((step_id, index, text))
-        step_ids.append(step_id)
+        if solution_id in wanted:
+            steps[solution_id].append((step_id, index, text))
+            step_ids.append(step_id)
     labels = _StepLabels(step_ids, filters)
-    for row in solutions:
-        export_steps = [labels.export_step(step_id, index, text) for step_id, index, text in steps[row["id"]]]
-        if filters.label_source != "none":
+    skip_unlabelled = filters.label_source != "none" and (filters.complete_only or filters.labelled_only)
+    for solution_id, item_id, key, policy_model, response, final_answer, is_correct, metadata in solutions:
+        export_steps = labels.export_steps(steps[solution_id])
+        if skip_unlabelled:
             if filters.complete_only and any(step.label is None for step in export_steps):
                 continue
             if filters.labelled_only and all(step.label is None for step in export_steps):
                 continue
-        item_images = images.get(row["item_id"], [])
+        external_id, question, options, answer, data_source, item_metadata = items[item_id]
+        item_images = images.get(item_id, [])
         yield ExportRecord(
-            item_external_id=row["item__external_id"],
-            question=row["item__question"],
-            options=row["item__options"],
-            answer=row["item__answer"],
-            data_source=row["item__data_source"],
-            item_metadata=row["item__metadata"],
+            item_external_id=external_id,
+            question=question,
+            options=options,
+            answer=answer,
+            data_source=data_source,
+            item_metadata=item_metadata,
             image_paths=[path for path, _ in item_images],
             image_files=[name for _, name in item_images],
-            solution_key=row["key"],
-            policy_model=row["policy_model"],
-            response=row["response"],
-            final_answer=row["final_answer"],
-            is_correct=row["is_correct"],
-            solution_metadata=row["metadata"],
+            solution_key=key,
+            policy_model=policy_model,
+            response=response,
+            final_answer=final_answer,
+            is_correct=is_correct,
+            solution_metadata=metadata,
             steps=export_steps,
         )
 
 
+def _plain_rows(queryset) -> list[tuple]:
+    """The rows of a values_list of plain columns (numbers, text), fetched without the ORM's per-row work.
+
+    Only for columns the database driver already returns as the right Python type: no
+    JSON, no dates, no model converters. Per step this halves the cost of reading.
+    """
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:  # e.g. an empty IN list: the ORM knows there are no rows without asking
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _ids_lookup(field: str, ids: list[int]) -> Q:
+    """Rows whose `field` is among `ids`, or a superset the caller filters again.
+
+    Imports give a chunk's rows dense ids, so a range scan on the index is the cheap query;
+    a long IN list costs more to build, send and plan than the rows it finds. Sparse ids
+    (filtered exports) keep the exact IN list, so a range never drags in many foreign rows.
+    """
+    low, high = min(ids, default=0), max(ids, default=0)
+    if ids and high - low < 2 * len(ids):
+        return Q(**{f"{field}__gte": low, f"{field}__lte": high})
+    return Q(**{f"{field}__in": ids})
+
+
 class _StepLabels:
-    """Labels of a chunk of steps, fetched in a few queries, resolved per the filters."""
+    """Labels of a chunk of steps, fetched in a few queries, resolved per the filters.
+
+    The dicts may hold labels of steps outside the chunk (see `_ids_lookup`); only the chunk's are read.
+    """
 
     def __init__(self, step_ids: list[int], filters: ExportFilters):
         self.filters = filters
         source = filters.label_source
+        in_chunk = _ids_lookup("step_id", step_ids)
         self.gold: dict[int, int] = {}
         self.human: dict[int, int] = {}
         self.mc: dict[int, tuple[float, int | None, int | None]] = {}
@@ -128,18 +176,20 @@ class _StepLabels:
         if source == "none":
             return
         # MC counts travel with every export that has them (the Raw format needs them).
-        for step_id, score, right, total in AutoLabel.objects.filter(
-            step_id__in=step_ids, kind=AutoLabel.Kind.MC
-        ).values_list("step_id", "score", "num_correct", "num_total"):
+        for step_id, score, right, total in _plain_rows(
+            AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.MC).values_list(
+                "step_id", "score", "num_correct", "num_total"
+            )
+        ):
             self.mc[step_id] = (score, right, total)
         if source in ("merged", "gold"):
-            gold = GoldLabel.objects.filter(step_id__in=step_ids)
+            gold = GoldLabel.objects.filter(in_chunk)
             if filters.only_adjudicated:
                 gold = gold.filter(source=GoldLabel.Source.ADJUDICATED)
             self.gold = dict(gold.values_list("step_id", "value"))
         if source in ("merged", "human"):
             votes: dict[int, list[int]] = defaultdict(list)
-            humans = HumanLabel.objects.filter(step_id__in=step_ids)
+            humans = HumanLabel.objects.filter(in_chunk)
             if filters.since is not None:
                 humans = humans.filter(updated_at__gte=filters.since)
             if filters.until is not None:
@@ -149,12 +199,12 @@ class _StepLabels:
             self.human = {step_id: v for step_id, values in votes.items() if (v := self._majority(values)) is not None}
         if source in ("merged", "auto"):
             self.auto = dict(
-                AutoLabel.objects.filter(step_id__in=step_ids, kind=AutoLabel.Kind.IMPORTED)
+                AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.IMPORTED)
                 .exclude(value__isnull=True)
                 .values_list("step_id", "value")
             )
         if source == "prm":
-            prm = AutoLabel.objects.filter(step_id__in=step_ids, kind=AutoLabel.Kind.PRM)
+            prm = AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.PRM)
             if filters.prm_source:
                 prm = prm.filter(source=filters.prm_source)
             self.prm = dict(prm.values_list("step_id", "score"))
@@ -194,3 +244,16 @@ class _StepLabels:
     def export_step(self, step_id: int, index: int, text: str) -> ExportStep:
         score, right, total = self.mc.get(step_id, (None, None, None))
         return ExportStep(index=index, text=text, label=self.label(step_id), mc_score=score, num_correct=right, num_total=total)
+
+    def export_steps(self, rows: list[tuple[int, int, str]]) -> list[ExportStep]:
+        """ExportSteps for (step id, index, text) rows; the common MC-only export skips the generic resolver."""
+        if self.filters.label_source != "mc":
+            return [self.export_step(step_id, index, text) for step_id, index, text in rows]
+        threshold = self.filters.mc_threshold
+        no_label = (None, None, None)
+        result = []
+        for step_id, index, text in rows:
+            score, right, total = self.mc.get(step_id, no_label)
+            label = None if score is None else (1 if score > threshold else -1)
+            result.append(ExportStep(index, text, label, score, right, total))  # positional: fields in declared order
+        return result
