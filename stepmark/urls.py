@@ -11,6 +11,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("annotation.urls")),
     path("", include("workers.urls")),
+    path("", include("prm.urls")),
+    path("", include("prm.registry_urls")),
 ]
 
 if settings.DEBUG:

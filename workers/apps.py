@@ -7,3 +7,4 @@ class WorkersConfig(AppConfig):
 
     def ready(self):
         from workers import mc_runner  # noqa: F401 - registers the mc_label and sample_solutions runners
+        from workers import prelabel_runner  # noqa: F401 - registers the prm_prelabel runner

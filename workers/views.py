@@ -11,19 +11,99 @@ from django.views.decorators.http import require_POST
 from annotation.permissions import project_for_admin
 from annotation.selectors import LABEL_SOURCES
 from annotation.services.dataset_export import EXPORT_FORMATS
+from workers.forms import MCJobForm, PrelabelJobForm, SampleJobForm
+from workers.mc_services import mc_job_start, sample_job_start
 from workers.models import Job
+from workers.prelabel_services import live_prm_version, prelabel_job_start, priority_refresh
 from workers.services import job_cancel, job_create
+
+JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm}
+
+
+def _render_jobs(request: HttpRequest, project, *, bound=None, status: int = 200) -> HttpResponse:
+    """The jobs page; `bound` is a submitted form that failed validation, shown with its errors."""
+    forms = {prefix: form_class(prefix=prefix, project=project) for prefix, form_class in JOB_FORMS.items()}
+    if bound is not None:
+        forms[bound.prefix] = bound
+    jobs = Job.objects.filter(project=project)[:50]
+    context = {
+        "project": project,
+        "jobs": jobs,
+        "export_formats": sorted(EXPORT_FORMATS),
+        "label_sources": LABEL_SOURCES,
+        "forms": forms,
+        "live_prm": live_prm_version(project=project),
+    }
+    return render(request, "workers/jobs.html", context, status=status)
 
 
 @login_required
 def jobs_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
-    jobs = Job.objects.filter(project=project)[:50]
-    return render(
-        request,
-        "workers/jobs.html",
-        {"project": project, "jobs": jobs, "export_formats": sorted(EXPORT_FORMATS), "label_sources": LABEL_SOURCES},
-    )
+    return _render_jobs(request, project)
+
+
+def _start_from_form(request: HttpRequest, project_id: int, prefix: str, start) -> HttpResponse:
+    """Validate the form; `start(form, project)` creates the job or raises ValueError with a message."""
+    project = project_for_admin(request.user, project_id)
+    form = JOB_FORMS[prefix](request.POST, prefix=prefix, project=project)
+    if form.is_valid():
+        try:
+            job = start(form, project)
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"{job.get_kind_display()} job #{job.pk} started on {job.progress_total} units.")
+            return redirect("jobs", project_id=project.id)
+    messages.error(request, "The job was not started: see the form's errors below.")
+    return _render_jobs(request, project, bound=form, status=400)
+
+
+@require_POST
+@login_required
+def sample_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    def start(form, project):
+        data = form.cleaned_data
+        return sample_job_start(
+            project=project, backend=form.backend_params(), n=data["n"], item_ids=form.selected_ids, user=request.user
+        )
+
+    return _start_from_form(request, project_id, "sample", start)
+
+
+@require_POST
+@login_required
+def mc_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    def start(form, project):
+        data = form.cleaned_data
+        return mc_job_start(
+            project=project,
+            backend=form.backend_params(),
+            solution_ids=form.selected_ids,
+            strategy=data["strategy"],
+            k=data["k"],
+            user=request.user,
+        )
+
+    return _start_from_form(request, project_id, "mc", start)
+
+
+@require_POST
+@login_required
+def prelabel_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    def start(form, project):
+        return prelabel_job_start(project=project, solution_ids=form.selected_ids, user=request.user)
+
+    return _start_from_form(request, project_id, "prelabel", start)
+
+
+@require_POST
+@login_required
+def priority_refresh_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for_admin(request.user, project_id)
+    count = priority_refresh(project=project)
+    messages.success(request, f"Annotation priority recomputed for {count} solutions.")
+    return redirect("jobs", project_id=project.id)
 
 
 @require_POST

@@ -255,13 +255,16 @@ def _unusual_step(reader: RecordReader, index: int, entry, metadata: dict) -> tu
 def write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> int:
     """Write solutions with MC counts on every step as Raw records; others are skipped. Returns the count."""
     written = 0
-    dumps = json.dumps
+    encode = _ENCODER.encode  # one encoder for the whole export: json.dumps builds a new one per call
     for record in records:
         raw = raw_record(record)
         if raw is not None:
-            out.write((dumps(raw, ensure_ascii=False) + "\n").encode("utf-8"))
+            out.write((encode(raw) + "\n").encode("utf-8"))
             written += 1
     return written
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def raw_record(record: ExportRecord) -> dict | None:
