@@ -1,0 +1,1 @@
+"""REST API: thin views over the services; permissions in `annotation.permissions`."""

@@ -1,0 +1,66 @@
+"""manage.py export_dataset --project NAME --format FMT --out FILE [--images-zip FILE] [filters]"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from tqdm import tqdm
+
+from annotation.api.streaming import format_images_write
+from annotation.models import Project
+from annotation.selectors import LABEL_SOURCES, ExportFilters, export_records
+from annotation.services.dataset_export import EXPORT_FORMATS, dataset_export, export_module
+
+
+def parse_moment(text: str) -> datetime:
+    """An ISO date or date-time; naive values are in the project's time zone."""
+    moment = parse_datetime(text)
+    if moment is None:
+        day = parse_date(text)
+        if day is None:
+            raise CommandError(f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time")
+        moment = datetime.combine(day, time.min)
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+class Command(BaseCommand):
+    help = "Export a project's solutions and step labels to a file in a dataset format."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True, help="Project name.")
+        parser.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), dest="format_name")
+        parser.add_argument("--out", required=True, type=Path, help="File to write.")
+        parser.add_argument("--images-zip", type=Path, help="Also write the records' images into this zip.")
+        parser.add_argument("--label-source", choices=LABEL_SOURCES, default="merged")
+        parser.add_argument("--only-adjudicated", action="store_true", help="Gold labels set by a reviewer only.")
+        parser.add_argument("--only-agreed", action="store_true", help="Human labels all annotators agree on.")
+        parser.add_argument("--complete-only", action="store_true", help="Skip solutions with an unlabelled step.")
+        parser.add_argument("--since", type=parse_moment, help="Solutions created at or after (date or date-time).")
+        parser.add_argument("--until", type=parse_moment, help="Solutions created before (date or date-time).")
+
+    def handle(self, *args, project: str, format_name: str, out: Path, images_zip: Path | None, **options):
+        target = Project.objects.filter(name=project).first()
+        if target is None:
+            raise CommandError(f"no project named {project!r}")
+        filters = ExportFilters(
+            label_source=options["label_source"],
+            only_adjudicated=options["only_adjudicated"],
+            only_agreed=options["only_agreed"],
+            complete_only=options["complete_only"],
+            since=options["since"],
+            until=options["until"],
+        )
+        progress_file = self.stderr._out
+        with out.open("wb") as handle, tqdm(desc=f"export {out.name}", unit=" solutions", file=progress_file, disable=None) as bar:
+            written = dataset_export(project=target, format_name=format_name, out=handle, filters=filters, progress=bar.update)
+        self.stdout.write(f"Wrote {written} solutions to {out}")
+        if images_zip is not None:
+            records = export_records(project=target, filters=filters)
+            with images_zip.open("wb") as handle:
+                records = tqdm(records, desc="images", unit=" solutions", file=progress_file, disable=None)
+                count = format_images_write(module=export_module(format_name), records=records, out=handle)
+            self.stdout.write(f"Wrote {count} images to {images_zip}")
