@@ -6,5 +6,4 @@ class WorkersConfig(AppConfig):
     verbose_name = "Workers"
 
     def ready(self):
-        from workers import mc_runner  # noqa: F401 - registers the mc_label and sample_solutions runners
-        from workers import prelabel_runner  # noqa: F401 - registers the prm_prelabel runner
+        from workers import mc_runner, prelabel_runner  # noqa: F401 - register the mc_label, sample_solutions and prm_prelabel runners

@@ -1,0 +1,137 @@
+"""Forms on the jobs page that start sampling, MC labelling and PRM pre-label jobs on a selection.
+
+Each form validates what it can without the worker (required fields, ranges, that the selection
+names existing items and is not empty, that a live PRM exists); a model folder or a server that
+turns out wrong on the worker fails its job at once with the back end's message.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from annotation.models import Item, Project
+from prm import mc
+from workers.generation.base import BACKENDS
+from workers.prelabel_services import live_prm_version, no_live_prm_message
+from workers.selection import (
+    SELECTION_KINDS,
+    Selection,
+    SelectionError,
+    parse_external_ids,
+    selected_items,
+    selected_solutions,
+)
+
+
+class GroupedForm(forms.Form):
+    """A form whose fields the page shows in titled rows (`field_groups`)."""
+
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def field_groups(self) -> list[tuple[str, list]]:
+        return [(title, [self[name] for name in names]) for title, names in self.groups]
+
+
+SELECTION_GROUP = ("Selection", ("selection", "data_source", "external_ids"))
+BACKEND_GROUP = ("Policy", ("backend", "model_path", "base_url", "model", "label"))
+
+
+class SelectionForm(GroupedForm):
+    selection = forms.ChoiceField(choices=list(SELECTION_KINDS.items()), initial="all")
+    data_source = forms.ChoiceField(required=False, choices=[])
+    external_ids = forms.CharField(required=False, label="External ids (comma-separated)")
+
+    # Whether the job works on items (sampling) or solutions (labelling).
+    selects_items = False
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project = project
+        sources = Item.objects.filter(project=project).exclude(data_source="").values_list("data_source", flat=True)
+        self.fields["data_source"].choices = [("", "—")] + [(s, s) for s in sorted(set(sources))]
+        self.selected_ids: list[int] = []
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("selection")
+        if kind is None:
+            return cleaned
+        if kind == "data_source" and not cleaned.get("data_source"):
+            self.add_error("data_source", "Choose the data source to select.")
+            return cleaned
+        external_ids = parse_external_ids(cleaned.get("external_ids", ""))
+        if kind == "external_ids" and not external_ids:
+            self.add_error("external_ids", "List at least one item external id, separated by commas.")
+            return cleaned
+        selection = Selection(kind=kind, data_source=cleaned.get("data_source", ""), external_ids=external_ids)
+        try:
+            query = (selected_items if self.selects_items else selected_solutions)(project=self.project, selection=selection)
+            self.selected_ids = list(query.order_by("pk").values_list("pk", flat=True))
+        except SelectionError as exc:
+            self.add_error("external_ids" if kind == "external_ids" else "selection", str(exc))
+            return cleaned
+        if not self.selected_ids:
+            what = "items" if self.selects_items else "solutions"
+            self.add_error("selection", f"The selection ({selection.describe()}) holds no {what}.")
+        return cleaned
+
+
+class BackendForm(GroupedForm):
+    backend = forms.ChoiceField(choices=[(b, b) for b in BACKENDS], initial="openai")
+    model_path = forms.CharField(required=False, label="Local model folder (transformers, vllm)")
+    base_url = forms.URLField(required=False, assume_scheme="http", label="Server base URL (openai)")
+    model = forms.CharField(required=False, label="Served model name (openai)")
+    # Names the label source and the solution keys; defaults to the model's name.
+    label = forms.CharField(required=False, max_length=100, label="Policy name (optional)")
+
+    def clean(self):
+        cleaned = super().clean()
+        backend = cleaned.get("backend")
+        if backend == "openai":
+            if not cleaned.get("base_url") and "base_url" not in self.errors:
+                self.add_error("base_url", "An OpenAI-compatible back end needs the server's base URL.")
+            if not cleaned.get("model"):
+                self.add_error("model", "Name the model the server serves.")
+        elif backend in ("transformers", "vllm") and not cleaned.get("model_path", "").strip():
+            self.add_error("model_path", f"The {backend} back end needs a local model folder.")
+        return cleaned
+
+    def backend_params(self) -> dict:
+        data = self.cleaned_data
+        if data["backend"] == "openai":
+            params = {"backend": "openai", "base_url": data["base_url"], "model": data["model"].strip()}
+        else:
+            params = {"backend": data["backend"], "model_path": data["model_path"].strip()}
+        if data.get("label", "").strip():
+            params["name"] = data["label"].strip()
+        return params
+
+
+class SampleJobForm(BackendForm, SelectionForm):
+    n = forms.IntegerField(min_value=1, max_value=64, initial=4, label="Solutions per item")
+    selects_items = True
+    groups = (SELECTION_GROUP, BACKEND_GROUP, ("Sampling", ("n",)))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["selection"].choices = [
+            ("all", "all items"),
+            ("unlabelled", "only unlabelled items (no human or gold label yet)"),
+            ("data_source", "one data source"),
+            ("external_ids", "items by external id"),
+        ]
+
+
+class MCJobForm(BackendForm, SelectionForm):
+    strategy = forms.ChoiceField(choices=[(s, s.replace("_", " ")) for s in mc.STRATEGIES], initial="exhaustive")
+    k = forms.IntegerField(min_value=1, max_value=256, initial=mc.DEFAULT_K, label="Completions per step (K)")
+    groups = (SELECTION_GROUP, BACKEND_GROUP, ("Estimate", ("strategy", "k")))
+
+
+class PrelabelJobForm(SelectionForm):
+    groups = (SELECTION_GROUP,)
+
+    def clean(self):
+        if live_prm_version(project=self.project) is None:
+            raise forms.ValidationError(no_live_prm_message(self.project))
+        return super().clean()
