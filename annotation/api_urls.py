@@ -1,8 +1,10 @@
 from django.urls import path
 
-from annotation.api import views
+from annotation.api import labelling, views
 
 app_name = "api"
+_ASSIGNMENT = "projects/<int:project_id>/assignments/<int:assignment_id>/"
+_REVIEW_SOLUTION = "projects/<int:project_id>/review/solutions/<int:solution_id>/"
 urlpatterns: list = [
     path("projects/<int:project_id>/imports/", views.ProjectImportsView.as_view(), name="project-imports"),
     path(
@@ -10,4 +12,25 @@ urlpatterns: list = [
         views.ProjectExportView.as_view(),
         name="project-export",
     ),
+    # Labelling and review (annotation.api.labelling).
+    path("projects/", labelling.ProjectListView.as_view(), name="projects"),
+    path("projects/<int:project_id>/", labelling.ProjectDetailView.as_view(), name="project"),
+    path("projects/<int:project_id>/items/", labelling.ProjectItemsView.as_view(), name="project-items"),
+    path(
+        "projects/<int:project_id>/solutions/<int:solution_id>/",
+        labelling.SolutionDetailView.as_view(),
+        name="project-solution",
+    ),
+    path("projects/<int:project_id>/next/", labelling.NextAssignmentView.as_view(), name="project-next"),
+    path(_ASSIGNMENT + "labels/", labelling.AssignmentLabelsView.as_view(), name="assignment-labels"),
+    path(
+        _ASSIGNMENT + "steps/<int:step_id>/label/",
+        labelling.AssignmentStepLabelView.as_view(),
+        name="assignment-step-label",
+    ),
+    path(_ASSIGNMENT + "submit/", labelling.AssignmentSubmitView.as_view(), name="assignment-submit"),
+    path(_ASSIGNMENT + "skip/", labelling.AssignmentSkipView.as_view(), name="assignment-skip"),
+    path("projects/<int:project_id>/review/", labelling.ReviewQueueView.as_view(), name="review-queue"),
+    path(_REVIEW_SOLUTION, labelling.ReviewSolutionView.as_view(), name="review-solution"),
+    path(_REVIEW_SOLUTION + "steps/<int:step_id>/gold/", labelling.ReviewGoldView.as_view(), name="review-gold"),
 ]

@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.models import Assignment, AutoLabel, HumanLabel, Image, Membership, Role, Step
-from annotation.permissions import project_for_member, project_role
+from annotation.models import Assignment, HumanLabel, Image, Membership, Step
+from annotation.permissions import project_for_member
 from annotation.services.labels import LabelRejected, step_label_clear, step_label_set
 from annotation.services.queue import (
     SubmitRejected,
@@ -24,25 +24,7 @@ from annotation.services.queue import (
     assignment_submit,
     next_assignment,
 )
-
-
-def _sees_hints(user, project) -> bool:
-    role = project_role(user, project)
-    return project.show_machine_labels or user.is_staff or role in (Role.REVIEWER, Role.ADMIN)
-
-
-def step_hints(step_ids: list[int]) -> dict[int, dict]:
-    """Machine hints per step: the MC estimate with its counts and the PRM score."""
-    hints: dict[int, dict] = {}
-    for step_id, kind, source, score, right, total in AutoLabel.objects.filter(
-        step_id__in=step_ids, kind__in=[AutoLabel.Kind.MC, AutoLabel.Kind.PRM]
-    ).values_list("step_id", "kind", "source", "score", "num_correct", "num_total"):
-        entry = hints.setdefault(step_id, {})
-        if kind == AutoLabel.Kind.MC:
-            entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
-        else:
-            entry["prm"] = {"score": score, "source": source}
-    return hints
+from annotation.visibility import sees_machine_hints, step_hints
 
 
 def _assignment_for(request: HttpRequest, project_id: int, assignment_id: int) -> Assignment:
@@ -77,7 +59,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
     solution = assignment.solution
     item = solution.item
     project = item.project
-    show_hints = _sees_hints(request.user, project)
+    show_hints = sees_machine_hints(request.user, project)
     rows = _step_rows(assignment, show_hints)
     guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
     return render(
@@ -106,7 +88,7 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
         return HttpResponse("This item is already finished.", status=409)
     step = get_object_or_404(Step, pk=step_id, solution=assignment.solution)
     raw = request.POST.get("value", "")
-    show_hints = _sees_hints(request.user, assignment.solution.item.project)
+    show_hints = sees_machine_hints(request.user, assignment.solution.item.project)
     try:
         if raw == "":
             step_label_clear(step=step, annotator=request.user)

@@ -1,0 +1,449 @@
+"""Labelling and review endpoints: the same services and permissions as the pages.
+
+Members see their projects, items and solutions and work their own assignments (another
+member's assignment is 404, as on the pages); reviewers, admins and staff also review and set
+gold labels (403 for annotators); outsiders are told the project does not exist (404).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.api import labelling_serializers as shapes
+from annotation.models import Assignment, HumanLabel, Item, Project, Solution, Step
+from annotation.permissions import project_for_member, project_role
+from annotation.progress import project_summary, user_project_summaries
+from annotation.review import review_queue, review_rows
+from annotation.review_views import project_for_reviewer
+from annotation.services.labels import LabelRejected, gold_label_set, step_label_clear, step_label_set
+from annotation.services.queue import SubmitRejected, assignment_skip, assignment_submit, next_assignment
+from annotation.visibility import sees_machine_hints, sees_reference_answer, step_hints
+
+PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
+SOLUTION_ID = OpenApiParameter("solution_id", OpenApiTypes.INT, OpenApiParameter.PATH)
+ASSIGNMENT_ID = OpenApiParameter("assignment_id", OpenApiTypes.INT, OpenApiParameter.PATH)
+STEP_ID = OpenApiParameter("step_id", OpenApiTypes.INT, OpenApiParameter.PATH)
+FINISHED = OpenApiResponse(shapes.ErrorSerializer, description="The assignment is already finished.")
+BAD_REQUEST = OpenApiResponse(shapes.ErrorSerializer, description="A field is missing or invalid; `field` names it.")
+
+
+def _bad_request(errors: dict) -> Response:
+    field, messages = next(iter(errors.items()))
+    message = messages[0] if isinstance(messages, list) and messages else messages
+    return Response({"error": f"{field}: {message}", "field": field}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _finished(assignment: Assignment) -> Response:
+    return Response(
+        {"error": f"this item is already {assignment.get_status_display().lower()}"}, status=status.HTTP_409_CONFLICT
+    )
+
+
+def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
+    links = item.item_images.select_related("image").order_by("position")
+    return {
+        "id": item.id,
+        "external_id": item.external_id,
+        "data_source": item.data_source,
+        "question": item.question,
+        "options": [str(option) for option in item.options or []],
+        "answer": item.answer if with_answer else None,
+        "images": [
+            {
+                "position": link.position,
+                "url": request.build_absolute_uri(reverse("image", kwargs={"sha256": link.image.sha256})),
+                "width": link.image.width,
+                "height": link.image.height,
+            }
+            for link in links
+        ],
+    }
+
+
+def _solution_payload(solution: Solution, request: Request) -> dict:
+    """What a member sees of a solution: the problem and the steps, hints only where allowed."""
+    project = solution.item.project
+    steps = list(solution.steps.order_by("index"))
+    show_hints = sees_machine_hints(request.user, project)
+    hints = step_hints([s.id for s in steps]) if show_hints else {}
+    return {
+        "id": solution.id,
+        "key": solution.key,
+        "policy_model": solution.policy_model,
+        "item": _item_payload(solution.item, request, with_answer=sees_reference_answer(request.user, project)),
+        "steps": [
+            {"id": s.id, "index": s.index, "text": s.text, "hints": hints.get(s.id, {}) if show_hints else None}
+            for s in steps
+        ],
+    }
+
+
+def _assignment_payload(assignment: Assignment) -> dict:
+    # is_gold_check is left out on purpose: quality checks are hidden from the annotator.
+    return {
+        "id": assignment.id,
+        "status": assignment.status,
+        "seconds_spent": assignment.seconds_spent,
+        "created_at": assignment.created_at,
+        "finished_at": assignment.finished_at,
+    }
+
+
+def _my_assignment(request: Request, project_id: int, assignment_id: int) -> Assignment:
+    project = project_for_member(request.user, project_id)
+    return get_object_or_404(
+        Assignment.objects.select_related("solution__item__project"),
+        pk=assignment_id,
+        annotator=request.user,
+        solution__item__project=project,
+    )
+
+
+def _my_labels(assignment: Assignment) -> list[dict]:
+    steps = list(assignment.solution.steps.order_by("index"))
+    mine = dict(
+        HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value")
+    )
+    return [{"step_id": s.id, "index": s.index, "value": mine.get(s.id)} for s in steps]
+
+
+# --- projects and their content -------------------------------------------------------------
+
+
+class ProjectListView(APIView):
+    @extend_schema(
+        operation_id="projects_list",
+        description="The projects I am a member of, with my role and the labelling progress.",
+        responses={200: shapes.ProjectSummarySerializer(many=True)},
+    )
+    def get(self, request):
+        summaries = user_project_summaries(user=request.user)
+        return Response(shapes.ProjectSummarySerializer(summaries, many=True).data)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(
+        operation_id="project_detail",
+        description="One project: my role, progress and the project's labelling settings and guidelines.",
+        parameters=[PROJECT_ID],
+        responses={200: shapes.ProjectDetailSerializer},
+    )
+    def get(self, request, project_id: int):
+        project = project_for_member(request.user, project_id)
+        summary = project_summary(project=project, user=request.user, role=project_role(request.user, project))
+        settings = {
+            "guidelines": project.guidelines,
+            "overlap": project.overlap,
+            "label_mode": project.label_mode,
+            "show_machine_labels": project.show_machine_labels,
+            "show_reference_answer": project.show_reference_answer,
+        }
+        return Response(shapes.ProjectDetailSerializer({**summary, **settings}).data)
+
+
+class ProjectItemsView(generics.ListAPIView):
+    serializer_class = shapes.ItemListSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no project
+            return Item.objects.none()
+        project: Project = project_for_member(self.request.user, self.kwargs["project_id"])
+        # Only the ids: solutions carry whole responses, and the list shows none of them.
+        items = project.items.order_by("id").prefetch_related(
+            Prefetch("solutions", queryset=Solution.objects.only("id", "item_id").order_by("id"))
+        )
+        data_source = self.request.query_params.get("data_source")
+        if data_source is not None:
+            items = items.filter(data_source=data_source)
+        return items
+
+    @extend_schema(
+        operation_id="project_items_list",
+        description="The project's items (paginated, by id) with their solutions' ids.",
+        parameters=[
+            PROJECT_ID,
+            OpenApiParameter("data_source", OpenApiTypes.STR, description="Only items from this data source."),
+        ],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class SolutionDetailView(APIView):
+    @extend_schema(
+        operation_id="project_solution_detail",
+        description=(
+            "A solution with its item (question, options, image URLs; the reference answer if the project "
+            "shows it) and its steps (machine hints only where the project allows them, or for reviewers)."
+        ),
+        parameters=[PROJECT_ID, SOLUTION_ID],
+        responses={200: shapes.SolutionSerializer},
+    )
+    def get(self, request, project_id: int, solution_id: int):
+        project = project_for_member(request.user, project_id)
+        solution = get_object_or_404(Solution.objects.select_related("item__project"), pk=solution_id, item__project=project)
+        return Response(shapes.SolutionSerializer(_solution_payload(solution, request)).data)
+
+
+# --- my assignments -------------------------------------------------------------------------
+
+
+class NextAssignmentView(APIView):
+    @extend_schema(
+        operation_id="project_next_assignment",
+        description=(
+            "My open assignment in the project, or a new one from the queue (each solution goes to `overlap` "
+            "different annotators)."
+        ),
+        parameters=[PROJECT_ID],
+        request=None,
+        responses={
+            201: shapes.AssignmentWithSolutionSerializer,
+            204: OpenApiResponse(description="Nothing is left for me to label in this project."),
+        },
+    )
+    def post(self, request, project_id: int):
+        project = project_for_member(request.user, project_id)
+        assignment = next_assignment(project=project, annotator=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        payload = {"assignment": _assignment_payload(assignment), "solution": _solution_payload(assignment.solution, request)}
+        return Response(shapes.AssignmentWithSolutionSerializer(payload).data, status=status.HTTP_201_CREATED)
+
+
+class AssignmentLabelsView(APIView):
+    @extend_schema(
+        operation_id="assignment_labels",
+        description="My labels of this assignment's steps (null where I have not labelled a step yet).",
+        parameters=[PROJECT_ID, ASSIGNMENT_ID],
+        responses={200: shapes.MyLabelsSerializer},
+    )
+    def get(self, request, project_id: int, assignment_id: int):
+        assignment = _my_assignment(request, project_id, assignment_id)
+        labels = _my_labels(assignment)
+        payload = {
+            "assignment": _assignment_payload(assignment),
+            "labelled": sum(1 for label in labels if label["value"] is not None),
+            "labels": labels,
+        }
+        return Response(shapes.MyLabelsSerializer(payload).data)
+
+
+class AssignmentStepLabelView(APIView):
+    def _step(self, assignment: Assignment, step_id: int) -> Step:
+        return get_object_or_404(Step, pk=step_id, solution=assignment.solution)
+
+    @extend_schema(
+        operation_id="assignment_step_label_set",
+        description="Set my label of one step. Only my own labels change; other annotators' are never touched.",
+        parameters=[PROJECT_ID, ASSIGNMENT_ID, STEP_ID],
+        request=shapes.LabelValueSerializer,
+        responses={200: shapes.MyLabelSerializer, 400: BAD_REQUEST, 409: FINISHED},
+    )
+    def put(self, request, project_id: int, assignment_id: int, step_id: int):
+        assignment = _my_assignment(request, project_id, assignment_id)
+        if assignment.status != Assignment.Status.ASSIGNED:
+            return _finished(assignment)
+        step = self._step(assignment, step_id)
+        body = shapes.LabelValueSerializer(data=request.data)
+        if not body.is_valid():
+            return _bad_request(body.errors)
+        # Record the hints the annotator was shown, as the page does (anchoring analysis).
+        shown = sees_machine_hints(request.user, assignment.solution.item.project)
+        hints = step_hints([step.id]).get(step.id, {}) if shown else {}
+        try:
+            label = step_label_set(step=step, annotator=request.user, value=body.validated_data["value"], shown_hints=hints)
+        except LabelRejected as exc:
+            return Response({"error": str(exc), "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(shapes.MyLabelSerializer({"step_id": step.id, "index": step.index, "value": label.value}).data)
+
+    @extend_schema(
+        operation_id="assignment_step_label_clear",
+        description="Clear my label of one step.",
+        parameters=[PROJECT_ID, ASSIGNMENT_ID, STEP_ID],
+        responses={204: OpenApiResponse(description="Cleared (or there was none)."), 409: FINISHED},
+    )
+    def delete(self, request, project_id: int, assignment_id: int, step_id: int):
+        assignment = _my_assignment(request, project_id, assignment_id)
+        if assignment.status != Assignment.Status.ASSIGNED:
+            return _finished(assignment)
+        step_label_clear(step=self._step(assignment, step_id), annotator=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AssignmentSubmitView(APIView):
+    @extend_schema(
+        operation_id="assignment_submit",
+        description=(
+            "Finish my assignment. Every required step needs a label (all steps, or up to the first incorrect "
+            "one in first-error projects) unless `cannot_judge_reason` is given."
+        ),
+        parameters=[PROJECT_ID, ASSIGNMENT_ID],
+        request=shapes.SubmitRequestSerializer,
+        responses={
+            200: shapes.AssignmentSerializer,
+            400: BAD_REQUEST,
+            409: FINISHED,
+            422: OpenApiResponse(shapes.ErrorSerializer, description="Steps are missing labels; the message says which."),
+        },
+    )
+    def post(self, request, project_id: int, assignment_id: int):
+        assignment = _my_assignment(request, project_id, assignment_id)
+        if assignment.status != Assignment.Status.ASSIGNED:
+            return _finished(assignment)
+        body = shapes.SubmitRequestSerializer(data=request.data)
+        if not body.is_valid():
+            return _bad_request(body.errors)
+        try:
+            assignment_submit(
+                assignment=assignment,
+                seconds_spent=body.validated_data["seconds"],
+                cannot_judge_reason=body.validated_data["cannot_judge_reason"],
+            )
+        except SubmitRejected as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        return Response(shapes.AssignmentSerializer(_assignment_payload(assignment)).data)
+
+
+class AssignmentSkipView(APIView):
+    @extend_schema(
+        operation_id="assignment_skip",
+        description="Skip my assignment (the item is not offered to me again), or flag the problem as broken.",
+        parameters=[PROJECT_ID, ASSIGNMENT_ID],
+        request=shapes.SkipRequestSerializer,
+        responses={200: shapes.AssignmentSerializer, 400: BAD_REQUEST, 409: FINISHED},
+    )
+    def post(self, request, project_id: int, assignment_id: int):
+        assignment = _my_assignment(request, project_id, assignment_id)
+        if assignment.status != Assignment.Status.ASSIGNED:
+            return _finished(assignment)
+        body = shapes.SkipRequestSerializer(data=request.data)
+        if not body.is_valid():
+            return _bad_request(body.errors)
+        try:
+            assignment_skip(
+                assignment=assignment, reason=body.validated_data["reason"], flag_bad_problem=body.validated_data["flag"]
+            )
+        except SubmitRejected:
+            return _finished(assignment)
+        return Response(shapes.AssignmentSerializer(_assignment_payload(assignment)).data)
+
+
+# --- review ---------------------------------------------------------------------------------
+
+
+class ReviewQueueView(APIView):
+    @extend_schema(
+        operation_id="review_queue",
+        description=(
+            "Solutions with submitted labels where annotators disagree with each other or with the machine "
+            "labels (MC, PRM). Reviewers, admins and staff."
+        ),
+        parameters=[PROJECT_ID, shapes.ReviewQuerySerializer],
+        responses={200: shapes.ReviewCandidateSerializer(many=True)},
+    )
+    def get(self, request, project_id: int):
+        project = project_for_reviewer(request.user, project_id)
+        query = shapes.ReviewQuerySerializer(data=request.query_params)
+        if not query.is_valid():
+            return _bad_request(query.errors)
+        candidates = review_queue(project=project, include_adjudicated=query.validated_data["include_adjudicated"])
+        return Response(shapes.ReviewCandidateSerializer(candidates, many=True).data)
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+def _review_payload(solution: Solution, request: Request) -> dict:
+    names, rows = review_rows(solution=solution)
+    steps = []
+    for row in rows:
+        step, gold = row["step"], row["gold"]
+        steps.append(
+            {
+                "id": step.id,
+                "index": step.index,
+                "text": step.text,
+                "labels": dict(zip(names, row["labels"], strict=True)),
+                "mc": row["mc"],
+                "prm": row["prm"],
+                "gold": None if gold is None else {
+                    "value": gold.value,
+                    "source": gold.source,
+                    "origin": gold.origin,
+                    "decided_by": _username(gold.decided_by),
+                    "updated_at": gold.updated_at,
+                },
+                "history": [
+                    {
+                        "changed_by": _username(change.changed_by),
+                        "annotator": _username(change.annotator),
+                        "is_gold": change.is_gold,
+                        "old_value": change.old_value,
+                        "new_value": change.new_value,
+                        "changed_at": change.changed_at,
+                    }
+                    for change in row["history"]
+                ],
+            }
+        )
+    return {
+        "id": solution.id,
+        "key": solution.key,
+        "policy_model": solution.policy_model,
+        "final_answer": solution.final_answer,
+        "is_correct": solution.is_correct,
+        "item": _item_payload(solution.item, request, with_answer=True),
+        "annotators": names,
+        "steps": steps,
+    }
+
+
+class ReviewSolutionView(APIView):
+    @extend_schema(
+        operation_id="review_solution",
+        description="Every label of every step side by side: each annotator's, MC, PRM, gold, and the history.",
+        parameters=[PROJECT_ID, SOLUTION_ID],
+        responses={200: shapes.ReviewSolutionSerializer},
+    )
+    def get(self, request, project_id: int, solution_id: int):
+        project = project_for_reviewer(request.user, project_id)
+        solution = get_object_or_404(Solution.objects.select_related("item"), pk=solution_id, item__project=project)
+        return Response(shapes.ReviewSolutionSerializer(_review_payload(solution, request)).data)
+
+
+class ReviewGoldView(APIView):
+    @extend_schema(
+        operation_id="review_gold_set",
+        description="Set the adjudicated gold label of one step (replaces an imported or earlier gold label).",
+        parameters=[PROJECT_ID, SOLUTION_ID, STEP_ID],
+        request=shapes.LabelValueSerializer,
+        responses={200: shapes.GoldSerializer, 400: BAD_REQUEST},
+    )
+    def put(self, request, project_id: int, solution_id: int, step_id: int):
+        project = project_for_reviewer(request.user, project_id)
+        step = get_object_or_404(Step, pk=step_id, solution_id=solution_id, solution__item__project=project)
+        body = shapes.LabelValueSerializer(data=request.data)
+        if not body.is_valid():
+            return _bad_request(body.errors)
+        try:
+            gold = gold_label_set(step=step, reviewer=request.user, value=body.validated_data["value"])
+        except LabelRejected as exc:
+            return Response({"error": str(exc), "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
+        payload = {
+            "value": gold.value,
+            "source": gold.source,
+            "origin": gold.origin,
+            "decided_by": _username(gold.decided_by),
+            "updated_at": gold.updated_at,
+        }
+        return Response(shapes.GoldSerializer(payload).data)
