@@ -163,9 +163,27 @@ def _to_next(request: HttpRequest, project_id: int) -> HttpResponse:
     return redirect(url)
 
 
-@login_required
-def image_file(request: HttpRequest, sha256: str) -> FileResponse:
-    """An image, to members of a project that uses it (staff: any)."""
+def _token_user(request: HttpRequest):
+    """The user of an `Authorization: Token ...` header, so API clients can fetch images too."""
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    try:
+        found = TokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return None
+    return found[0] if found else None
+
+
+def image_file(request: HttpRequest, sha256: str) -> HttpResponse:
+    """An image, to members of a project that uses it (staff: any); session or API token."""
+    if not request.user.is_authenticated:
+        token_user = _token_user(request)
+        if token_user is None:
+            from django.contrib.auth.views import redirect_to_login
+
+            return redirect_to_login(request.get_full_path())
+        request.user = token_user
     image = Image.objects.filter(sha256=sha256).first()
     if image is None:
         raise Http404("No such image.")

@@ -430,3 +430,25 @@ def test_schema_generates_with_no_warnings(tmp_path):
         "/api/projects/{project_id}/review/solutions/{solution_id}/steps/{step_id}/gold/:",
     ):
         assert f"  {path}\n" in schema, path
+
+
+def test_images_are_served_to_token_clients_of_the_project_only(make_user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from annotation.models import Project, Role
+    from tests.factories import add_member, make_solution
+
+    project = Project.objects.create(name="Token images")
+    sha = make_solution(project, "q", ["s"]).item.images.first().sha256
+    member = make_user("tok_member")
+    add_member(project, member, Role.ANNOTATOR)
+    outsider = make_user("tok_outsider")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=member).key}")
+    response = client.get(f"/images/{sha}/")
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+    assert client.get(f"/images/{sha}/").status_code == 404
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert client.get(f"/images/{sha}/").status_code == 302
