@@ -6,5 +6,7 @@ class PrmConfig(AppConfig):
     verbose_name = "Process reward models"
 
     def ready(self):
-        from prm import train_runner  # noqa: F401 - registers the "train" job runner
-        from prm import evaluate_runner  # noqa: F401 - "evaluate" job runner; new candidates get evaluated
+        from prm import (
+            evaluate_runner,  # noqa: F401 - "evaluate" job runner; new candidates get evaluated
+            train_runner,  # noqa: F401 - registers the "train" job runner
+        )

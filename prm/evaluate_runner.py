@@ -1,0 +1,51 @@
+"""The "evaluate" job: held-out gold evaluation of a new candidate, then promote-or-not.
+
+Hooked to training without touching the train runner: when a version created by a training run is
+saved (inside the train job's final transaction), an evaluate job is created in that same
+transaction, so it exists exactly when the candidate does and is enqueued after the commit.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from prm.models import PRMVersion
+from prm.registry import comparable_evaluations, live_version, version_promote_if_better
+from workers.errors import PermanentJobError
+from workers.models import Job, JobChunk
+from workers.runners import runner
+from workers.services import chunk_finish, job_create
+
+
+def evaluate_job_start(*, version: PRMVersion, promote: bool = True, margin: float | None = None, user=None) -> Job:
+    """Queue the evaluation of `version` (and, with `promote`, the gated promotion after it)."""
+    return job_create(
+        kind=Job.Kind.EVALUATE, project=version.project, user=user,
+        params={"version_id": version.pk, "promote": promote, "margin": margin},
+    )
+
+
+@receiver(post_save, sender=PRMVersion, dispatch_uid="prm-evaluate-new-candidates")
+def evaluate_new_candidate(sender, instance: PRMVersion, created: bool, raw: bool = False, **kwargs) -> None:
+    if created and not raw and instance.created_from_id and instance.status == PRMVersion.Status.CANDIDATE:
+        evaluate_job_start(version=instance)
+
+
+@runner(Job.Kind.EVALUATE)
+def run_evaluation(chunk: JobChunk) -> dict:
+    params = chunk.job.params
+    version = PRMVersion.objects.select_related("project", "created_from").filter(pk=params.get("version_id")).first()
+    if version is None:
+        raise PermanentJobError(f"PRM version {params.get('version_id')} does not exist")
+    # Scoring is slow and stores its Evaluation rows itself (a repeated measurement is harmless);
+    # the decision and the chunk's completion then commit together, so a decision is made once.
+    candidate_eval, _ = comparable_evaluations(candidate=version, live=live_version(version.project))
+    counts = {"evaluations": 1, "macro_f1": candidate_eval.metrics.get("macro_f1")}
+    with transaction.atomic():
+        if params.get("promote", True):
+            decision = version_promote_if_better(version=version, margin=params.get("margin"))
+            counts["decision"] = decision.action
+        chunk_finish(chunk=chunk, counts=counts)
+    return counts

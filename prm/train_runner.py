@@ -1,0 +1,124 @@
+"""The "train" job: build the merged training set, train with prm.training, store a candidate version.
+
+Progress is written as it happens (each optimizer step updates the run's step and history in its own
+autocommit UPDATE), so the run page draws the curves live; only the final version, evaluation and
+chunk completion share one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+
+from prm.conversation import encode_conversation, label_token_ids, load_processor
+from prm.metrics import ScoredSolution, best_threshold_step_f1, step_f1
+from prm.models import Evaluation, PRMVersion, TrainingRun
+from prm.scoring import PRMScorer
+from prm.services import run_directory
+from prm.training import resolve_for_this_machine, train_prm
+from prm.training_config import TrainConfig
+from prm.training_data import MergePolicy, TrainingExample, example_images, training_set_build
+from workers.errors import PermanentJobError, TransientJobError
+from workers.models import Job, JobChunk
+from workers.runners import runner
+from workers.services import chunk_finish, chunk_heartbeat, job_is_cancelled
+
+
+def encode_examples(processor, examples: Sequence[TrainingExample]):
+    label_ids = label_token_ids(processor)
+    return [
+        encode_conversation(
+            processor, question=e.question, steps=e.steps, images=example_images(e),
+            step_labels=e.labels, label_ids=label_ids,
+        )
+        for e in examples
+    ]
+
+
+def evaluate_examples(*, model_dir: Path, examples: Sequence[TrainingExample]) -> dict:
+    """Step macro F1 (VisualProcessBench metric) of a model on labelled examples: at 0.5 and at the best threshold."""
+    scorer = PRMScorer(model_dir)
+    solutions = []
+    for example in examples:
+        scores = scorer.score_steps(question=example.question, steps=example.steps, images=example_images(example))
+        judged = [(label, score) for label, score in zip(example.labels, scores, strict=True) if label is not None]
+        solutions.append(ScoredSolution(gold=[1 if label else -1 for label, _ in judged], scores=[s for _, s in judged]))
+    if not any(solution.gold for solution in solutions):
+        return {}
+    at_half, best = step_f1(solutions), best_threshold_step_f1(solutions)
+    return {
+        "macro_f1": at_half.macro_f1, "f1_correct": at_half.f1_correct, "f1_incorrect": at_half.f1_incorrect,
+        "num_steps": at_half.num_steps, "best_threshold": best.threshold, "best_macro_f1": best.macro_f1,
+    }
+
+
+class TrainingCancelled(PermanentJobError):
+    pass
+
+
+@runner(Job.Kind.TRAIN)
+def run_training(chunk: JobChunk) -> dict:
+    run = TrainingRun.objects.select_related("project").get(job_id=chunk.job_id)
+    try:
+        return _train(run, chunk)
+    except TransientJobError:
+        raise  # retried; the next attempt resumes from the last checkpoint
+    except Exception as exc:
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
+        raise
+
+
+def _train(run: TrainingRun, chunk: JobChunk) -> dict:
+    config = resolve_for_this_machine(TrainConfig.from_dict(run.config))
+    policy = MergePolicy.from_dict(run.merge_policy)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=TrainingRun.Status.RUNNING, error="", started_at=Coalesce("started_at", Now()), config=config.to_dict()
+    )
+    training_set = training_set_build(
+        project=run.project, policy=policy, max_steps_per_solution=config.max_steps_per_solution
+    )
+    if not training_set.train:
+        raise PermanentJobError("no solution of this project has a labelled step under this merge policy")
+    if not Path(config.backbone).exists():
+        raise PermanentJobError(f"backbone folder {config.backbone} does not exist")
+    examples = encode_examples(load_processor(config.backbone), training_set.train)
+    TrainingRun.objects.filter(pk=run.pk).update(data_summary=training_set.summary())
+    history: list[dict] = []
+
+    def on_start(total_steps: int, first_step: int) -> None:
+        # A resumed run drops the entries after its checkpoint: those steps are trained again.
+        history[:] = [entry for entry in TrainingRun.objects.get(pk=run.pk).history if entry["step"] <= first_step]
+        TrainingRun.objects.filter(pk=run.pk).update(total_steps=total_steps, step=first_step, history=history)
+        Job.objects.filter(pk=chunk.job_id).update(progress_total=total_steps, progress_done=first_step)
+
+    def progress(step: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        if job_is_cancelled(job_id=chunk.job_id):
+            raise TrainingCancelled("the job was cancelled")
+        history.append({"step": step, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, "time": timezone.now().timestamp()})
+        TrainingRun.objects.filter(pk=run.pk).update(step=step, history=history)
+        Job.objects.filter(pk=chunk.job_id).update(progress_done=step)
+        chunk_heartbeat(chunk=chunk)
+
+    result = train_prm(config=config, examples=examples, output_dir=run_directory(run), progress=progress, on_start=on_start)
+    metrics = evaluate_examples(model_dir=result.model_dir, examples=training_set.validation)
+    with transaction.atomic():
+        version, _ = PRMVersion.objects.update_or_create(
+            name=f"run-{run.pk}",
+            defaults={
+                "project": run.project, "backbone": config.backbone, "directory": str(result.model_dir),
+                "created_from": run, "metrics": metrics,
+            },
+        )
+        if metrics:
+            Evaluation.objects.create(version=version, split="validation", metrics=metrics)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=TrainingRun.Status.DONE, step=result.steps, finished_at=timezone.now()
+        )
+        chunk_finish(chunk=chunk, counts={"steps": result.steps}, progress_already_reported=chunk.size)
+    return {"steps": result.steps}

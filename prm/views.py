@@ -1,0 +1,70 @@
+"""Training run pages for project admins: the runs list with a start form, and one run's live curves."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from annotation.permissions import project_for_admin
+from prm.curves import run_curves
+from prm.models import PRMVersion, TrainingRun
+from prm.services import training_run_start
+from prm.training_config import TrainConfig
+from prm.training_data import MergePolicy
+
+
+@login_required
+def runs_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for_admin(request.user, project_id)
+    return render(request, "prm/runs.html", {
+        "project": project,
+        "runs": TrainingRun.objects.filter(project=project)[:50],
+        "versions": PRMVersion.objects.filter(project=project)[:50],
+        "defaults": TrainConfig(), "help": TrainConfig.help_texts(),
+    })
+
+
+@require_POST
+@login_required
+def run_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for_admin(request.user, project_id)
+    form = request.POST
+    try:
+        config = TrainConfig(
+            backbone=form.get("backbone", "").strip(),
+            learning_rate=float(form.get("learning_rate", TrainConfig.learning_rate)),
+            epochs=int(form.get("epochs", TrainConfig.epochs)),
+            batch_size=int(form.get("batch_size", TrainConfig.batch_size)),
+            lora=bool(form.get("lora")),
+        )
+        policy = MergePolicy(
+            mc_label=form.get("mc_label", "value"), consensus_filter=bool(form.get("consensus_filter"))
+        )
+        run = training_run_start(project=project, config=config, merge_policy=policy, user=request.user)
+    except ValueError as exc:
+        messages.error(request, f"Cannot start training: {exc}")
+        return redirect("prm-runs", project_id=project.id)
+    return redirect("prm-run", project_id=project.id, run_id=run.id)
+
+
+def _run_context(request: HttpRequest, project_id: int, run_id: int) -> dict:
+    project = project_for_admin(request.user, project_id)
+    run = get_object_or_404(TrainingRun, pk=run_id, project=project)
+    curves = {name: mark_safe(svg) for name, svg in run_curves(run.history, total_steps=run.total_steps).items()}  # noqa: S308 - escaped in prm.curves
+    return {"project": project, "run": run, "curves": curves, "last": run.history[-1] if run.history else None,
+            "versions": run.versions.all()}
+
+
+@login_required
+def run_page(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    return render(request, "prm/run.html", _run_context(request, project_id, run_id))
+
+
+@login_required
+def run_progress(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    """The curves and counters, polled by htmx while the run is queued or running."""
+    return render(request, "prm/run.html#run-progress", _run_context(request, project_id, run_id))
