@@ -9,8 +9,8 @@ a question go to the same side, so validation never sees a question trained on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -213,12 +213,18 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
                 sources=[source for _, source in resolved] if len(merged_labels) == len(labels) else [],
             )
         )
-    item_ids = sorted(examples)
-    random.Random(policy.seed).shuffle(item_ids)
+    # Rank items by a hash of (seed, item id) rather than shuffling: an item keeps its rank as labels
+    # arrive, so the held-out set stays (nearly) the same from one run to the next and a later
+    # version is not judged on items an earlier one trained on.
+    item_ids = sorted(examples, key=lambda item_id: _split_rank(policy.seed, item_id))
     held_out = set(item_ids[: round(policy.validation_fraction * len(item_ids))])
     train = [e for item_id in sorted(examples) if item_id not in held_out for e in examples[item_id]]
     validation = [e for item_id in sorted(examples) if item_id in held_out for e in examples[item_id]]
     return TrainingSet(train=train, validation=validation)
+
+
+def _split_rank(seed: int, item_id: int) -> bytes:
+    return hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
 
 
 def example_images(example: TrainingExample) -> list[PILImage.Image]:

@@ -338,3 +338,13 @@ def test_a_real_worker_trains_and_the_history_is_committed_step_by_step(celery_w
     assert done.status == "done", done.error
     assert done.step == done.total_steps == len(done.history) == 2 * 18
     assert PRMVersion.objects.filter(created_from=done, status="candidate").exists()
+
+
+def test_held_out_items_stay_held_out_as_new_items_arrive(db):
+    from prm.training_data import _split_rank
+
+    policy_seed = 7
+    first = sorted(range(1, 101), key=lambda item_id: _split_rank(policy_seed, item_id))[:10]
+    grown = sorted(range(1, 111), key=lambda item_id: _split_rank(policy_seed, item_id))[:11]
+    # Ten more items (10% more data): the old held-out set is kept unless a new item outranks it.
+    assert len(set(first) & set(grown)) >= 9
