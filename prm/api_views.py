@@ -23,9 +23,9 @@ from prm.inference import (
     scorer_for_directory,
     version_for,
 )
+from prm.metrics import AGGREGATIONS
 from prm.models import PRMVersion, PromotionDecision
 from prm.registry import RegistryError, version_promote, version_rollback
-from prm.scoring import AGGREGATIONS
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 VERSION_ID = OpenApiParameter("version_id", OpenApiTypes.INT, OpenApiParameter.PATH)

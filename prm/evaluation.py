@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
@@ -30,15 +30,18 @@ from prm.answers import extract_final_answer, normalise_text, option_letter
 from prm.metrics import (
     Candidate,
     ScoredSolution,
+    aggregate_step_scores,
     best_of_n,
     best_threshold_step_f1,
     first_error_f1,
     step_f1,
 )
 from prm.models import Evaluation, PRMVersion
-from prm.scoring import PRMScorer, aggregate_step_scores
 from prm.training_config import TrainConfig
 from prm.training_data import MergePolicy, training_set_build
+
+if TYPE_CHECKING:  # torch loads only where a model is scored, not in every web process
+    from prm.scoring import PRMScorer
 
 HELD_OUT_SPLIT = "held-out-gold"
 HEADLINE_METRIC = "gold_macro_f1"
@@ -227,6 +230,8 @@ def evaluate_version(*, version: PRMVersion, held_out: HeldOutSet | None = None)
     """Score `version` on the held-out gold (its own split unless one is given) and store the result:
     an Evaluation row, and the headline numbers in version.metrics."""
     held_out = held_out if held_out is not None else version_held_out_set(version)
+    from prm.scoring import PRMScorer
+
     scores = score_held_out(scorer=PRMScorer(version.directory), held_out=held_out) if held_out.items else {}
     metrics = held_out_metrics(held_out=held_out, scores=scores)
     evaluation = Evaluation.objects.create(version=version, split=HELD_OUT_SPLIT, metrics=metrics)

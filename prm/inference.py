@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image as PILImage
 
@@ -21,8 +22,11 @@ from annotation.models import Item, Project
 from annotation.services.images import ImageRejected, image_check
 from annotation.steps import split_steps
 from prm.evaluation import item_images
+from prm.metrics import AGGREGATIONS
 from prm.models import PRMVersion
-from prm.scoring import AGGREGATIONS, PRMScorer
+
+if TYPE_CHECKING:
+    from prm.scoring import PRMScorer
 
 MAX_CACHED_SCORERS = 2
 _scorers: OrderedDict[tuple[str, str], PRMScorer] = OrderedDict()
@@ -54,6 +58,8 @@ def scorer_for_directory(directory: str | Path, *, aggregation: str = "mean") ->
         if scorer is None:
             if not Path(directory).is_dir():
                 raise InferenceError(f"model folder {directory} does not exist")
+            from prm.scoring import PRMScorer  # torch loads on first use, not at start-up
+
             scorer = PRMScorer(directory, aggregation=aggregation)
             _scorers[key] = scorer
             while len(_scorers) > MAX_CACHED_SCORERS:
@@ -127,6 +133,6 @@ def rank_responses(*, scorer: PRMScorer, question: str, responses: Sequence[str 
 
 
 def _aggregate(scorer: PRMScorer, step_scores: list[float]) -> float:
-    from prm.scoring import aggregate_step_scores
+    from prm.metrics import aggregate_step_scores
 
     return aggregate_step_scores(step_scores, method=scorer.aggregation)

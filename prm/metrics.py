@@ -6,9 +6,11 @@ PRM's P("+") in [0, 1]; a step is predicted correct when its score > threshold.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 DEFAULT_THRESHOLD = 0.5
 # Threshold sweep for the "best threshold" figure: 0.00, 0.01, ..., 1.00.
@@ -207,3 +209,23 @@ def best_of_n(questions: Sequence[Sequence[Candidate]]) -> BestOfNReport:
         oracle=oracle / count,
         num_questions=count,
     )
+
+
+# Response score from step scores (pure: the web process imports it without torch).
+Aggregation = Literal["mean", "min", "last", "product"]
+AGGREGATIONS: tuple[str, ...] = ("mean", "min", "last", "product")
+
+
+def aggregate_step_scores(step_scores: Sequence[float], *, method: Aggregation = "mean") -> float:
+    """Response score from step scores: mean (VisualPRM's default), min, last or product."""
+    if not step_scores:
+        raise ValueError("no step scores to aggregate")
+    if method == "mean":
+        return sum(step_scores) / len(step_scores)
+    if method == "min":
+        return min(step_scores)
+    if method == "last":
+        return step_scores[-1]
+    if method == "product":
+        return math.prod(step_scores)
+    raise ValueError(f"unknown aggregation {method!r}; choose from {AGGREGATIONS}")

@@ -8,10 +8,9 @@ after that step, reading the logits at the generation prompt. Tests hold the two
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -23,25 +22,8 @@ from prm.conversation import (
     prm_messages,
     render,
 )
+from prm.metrics import AGGREGATIONS, Aggregation, aggregate_step_scores  # noqa: F401 - re-exported
 from prm.prompts import POSITIVE_TOKEN
-
-Aggregation = Literal["mean", "min", "last", "product"]
-AGGREGATIONS: tuple[str, ...] = ("mean", "min", "last", "product")
-
-
-def aggregate_step_scores(step_scores: Sequence[float], *, method: Aggregation = "mean") -> float:
-    """Response score from step scores: mean (VisualPRM's default), min, last or product."""
-    if not step_scores:
-        raise ValueError("no step scores to aggregate")
-    if method == "mean":
-        return sum(step_scores) / len(step_scores)
-    if method == "min":
-        return min(step_scores)
-    if method == "last":
-        return step_scores[-1]
-    if method == "product":
-        return math.prod(step_scores)
-    raise ValueError(f"unknown aggregation {method!r}; choose from {AGGREGATIONS}")
 
 
 class _Backbone:

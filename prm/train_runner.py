@@ -14,12 +14,9 @@ from django.db import transaction
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from prm.conversation import encode_conversation, label_token_ids, load_processor
 from prm.metrics import ScoredSolution, best_threshold_step_f1, step_f1
 from prm.models import Evaluation, PRMVersion, TrainingRun
-from prm.scoring import PRMScorer
 from prm.services import run_directory
-from prm.training import resolve_for_this_machine, train_prm
 from prm.training_config import TrainConfig
 from prm.training_data import MergePolicy, TrainingExample, example_images, training_set_build
 from workers.errors import PermanentJobError, TransientJobError
@@ -27,8 +24,13 @@ from workers.models import Job, JobChunk
 from workers.runners import runner
 from workers.services import chunk_finish, chunk_heartbeat, job_is_cancelled
 
+# torch and transformers are imported inside the functions that use them, so registering this
+# runner at start-up (prm.apps) does not load them into every web process.
+
 
 def encode_examples(processor, examples: Sequence[TrainingExample]):
+    from prm.conversation import encode_conversation, label_token_ids
+
     label_ids = label_token_ids(processor)
     return [
         encode_conversation(
@@ -41,6 +43,8 @@ def encode_examples(processor, examples: Sequence[TrainingExample]):
 
 def evaluate_examples(*, model_dir: Path, examples: Sequence[TrainingExample]) -> dict:
     """Step macro F1 (VisualProcessBench metric) of a model on labelled examples: at 0.5 and at the best threshold."""
+    from prm.scoring import PRMScorer
+
     scorer = PRMScorer(model_dir)
     solutions = []
     for example in examples:
@@ -75,6 +79,9 @@ def run_training(chunk: JobChunk) -> dict:
 
 
 def _train(run: TrainingRun, chunk: JobChunk) -> dict:
+    from prm.conversation import load_processor
+    from prm.training import resolve_for_this_machine, train_prm
+
     config = resolve_for_this_machine(TrainConfig.from_dict(run.config))
     policy = MergePolicy.from_dict(run.merge_policy)
     TrainingRun.objects.filter(pk=run.pk).update(
