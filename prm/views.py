@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -25,6 +26,7 @@ def runs_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "runs": TrainingRun.objects.filter(project=project)[:50],
         "versions": PRMVersion.objects.filter(project=project)[:50],
         "defaults": TrainConfig(), "help": TrainConfig.help_texts(),
+        "default_backbone": settings.STEPMARK_DEFAULT_BACKBONE,
     })
 
 

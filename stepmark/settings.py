@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stepmark.env import database_from_url, env_bool, env_int, env_list, env_path, env_str
+from stepmark.env import database_from_url, env_bool, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("STEPMARK_VAR_DIR", BASE_DIR / "var")
@@ -97,6 +97,10 @@ STEPMARK_MAX_IMAGE_BYTES = env_int("STEPMARK_MAX_IMAGE_BYTES", 32 * 1024 * 1024,
 STEPMARK_MAX_IMAGE_PIXELS = env_int("STEPMARK_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
 STEPMARK_MAX_STEPS = env_int("STEPMARK_MAX_STEPS", 12, minimum=1)
 STEPMARK_CHUNK_LEASE_SECONDS = env_int("STEPMARK_CHUNK_LEASE_SECONDS", 600, minimum=1)
+STEPMARK_PRM_DIR = env_path("STEPMARK_PRM_DIR", MEDIA_ROOT / "prm")
+STEPMARK_PRM_PROMOTION_MARGIN = env_float("STEPMARK_PRM_PROMOTION_MARGIN", 0.01)
+# The backbone the training form offers first; ./run.sh builds a tiny local one here (random weights).
+STEPMARK_DEFAULT_BACKBONE = env_path("STEPMARK_DEFAULT_BACKBONE", VAR_DIR / "models" / "tiny-qwen2-vl")
 STEPMARK_DEMO_DATA_DIR = env_path("STEPMARK_DEMO_DATA_DIR", BASE_DIR.parent / "shared" / "data")
 
 REST_FRAMEWORK = {

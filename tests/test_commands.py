@@ -132,6 +132,7 @@ def test_export_dataset_rejects_unknown_project_and_bad_dates(project, tmp_path)
 def demo_settings(settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"
     settings.STEPMARK_DEMO_DATA_DIR = tmp_path / "data"
+    settings.STEPMARK_DEFAULT_BACKBONE = tmp_path / "var" / "models" / "tiny"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
     return settings
 
@@ -156,6 +157,9 @@ def test_demo_setup_is_idempotent_and_its_printed_passwords_work(demo_settings, 
     admin = get_user_model().objects.get(username="demo-admin")
     assert admin.is_staff and admin.has_perm("annotation.view_project")
     assert not get_user_model().objects.get(username="demo-annotator").is_staff
+    # A tiny local model is built once, for trying the workers and training without downloads.
+    assert (tmp_path / "var" / "models" / "tiny" / "config.json").exists()
+    assert "Built a tiny local model" in first and "Tiny local model:" in second
 
 
 def test_demo_setup_without_data_notes_it_and_still_creates_accounts(demo_settings):

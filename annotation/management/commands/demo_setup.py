@@ -57,9 +57,24 @@ class Command(BaseCommand):
             project = self.ensure_project(users)
         write_passwords(path, passwords)
         self.import_demo_data(project)
+        self.ensure_tiny_backbone()
         self.stdout.write(f"Stepmark demo at {url}  (accounts kept in {path})")
         for name, role in DEMO_ACCOUNTS.items():
             self.stdout.write(f"  {role.label.lower():<10} {name} / {passwords[name]}")
+
+    def ensure_tiny_backbone(self) -> None:
+        """A tiny Qwen2-VL with random weights, built locally: a policy and PRM backbone to try the workers on."""
+        directory = Path(settings.STEPMARK_DEFAULT_BACKBONE)
+        if (directory / "config.json").exists():
+            self.stdout.write(f"Tiny local model: {directory}")
+            return
+        from prm.tiny_models import build_tiny_qwen2_vl
+
+        build_tiny_qwen2_vl(directory)
+        self.stdout.write(
+            f"Built a tiny local model (random weights) at {directory}: use it as the PRM backbone or a "
+            "transformers policy; point STEPMARK_DEFAULT_BACKBONE at a real model folder for real use."
+        )
 
     def ensure_accounts(self, passwords: dict[str, str]) -> dict:
         User = get_user_model()
