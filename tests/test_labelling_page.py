@@ -149,3 +149,10 @@ def test_next_item_is_fetched_ahead(page, labelling_project):
     # The page being worked on stays the one "next" returns until it is finished.
     current = Assignment.objects.get(annotator=annotator, solution=first)
     assert page.url.endswith(f"/assignments/{current.id}/")
+
+
+def test_image_placeholders_are_not_shown_in_the_question():
+    from annotation.templatetags.stepmark import without_image_placeholders
+
+    assert without_image_placeholders("How many digits?\n<image1>") == "How many digits?"
+    assert without_image_placeholders("<image>\nFind x. <IMAGE2> ok") == "Find x. ok"
