@@ -23,6 +23,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
+import orjson
+
 from annotation.formats.reading import RecordReader, iter_json_records
 from annotation.formats.records import ExportRecord, ParsedAutoLabel, ParsedItem, ParsedSolution
 
@@ -255,16 +257,17 @@ def _unusual_step(reader: RecordReader, index: int, entry, metadata: dict) -> tu
 def write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> int:
     """Write solutions with MC counts on every step as Raw records; others are skipped. Returns the count."""
     written = 0
-    encode = _ENCODER.encode  # one encoder for the whole export: json.dumps builds a new one per call
+    # orjson writes UTF-8 with the shortest round-trip floats, several times faster than json.dumps.
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     for record in records:
         raw = raw_record(record)
         if raw is not None:
-            out.write((encode(raw) + "\n").encode("utf-8"))
+            try:
+                out.write(dumps(raw, option=newline))
+            except TypeError:  # orjson refuses integers past 64 bits; json takes anything JSON can hold
+                out.write((json.dumps(raw, ensure_ascii=False) + "\n").encode("utf-8"))
             written += 1
     return written
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def raw_record(record: ExportRecord) -> dict | None:
