@@ -6,10 +6,17 @@ back end can batch all the prefixes of a round) and return per-step counts:
 
 - exhaustive (VisualPRM): k completions for every step; solutions longer than `max_steps` are
   estimated on merged steps (consecutive groups of ceil(n / max_steps), as annotation.steps.merge_steps);
-- adaptive: rounds of `round_size` completions; a step stops at its first right completion or at
-  k. Its value label (mc > 0) then matches exhaustive's whenever exhaustive finds a right one;
-- first-error binary search (OmegaPRM): assumes monotone labels (once no completion is right,
-  none after is) and probes O(log n) steps; the other steps' labels are inferred, without counts.
+- adaptive: rounds of `round_size` completions (default 1: sequential sampling); a step stops at
+  its first right completion or at k. It reads each prefix's draws in order, so on the same draws
+  as exhaustive its value label (any right among the first k) is identical. Rounds of 1 are the
+  cheapest such strategy: a label equal to "any right among k i.i.d. draws" needs one right draw
+  or all k wrong, so E[completions] = sum over steps of E[min(k, first right)] (H_k ~ 3.4 for k=16
+  and a success rate uniform on (0, 1]; k for a step with no right completion);
+- first-error search (OmegaPRM's binary search, "binary_search"): assumes monotone labels (a step
+  with a right completion has only such steps before it; one without has none after) and finds the
+  first step without a right completion. It probes the last step first: most solutions have no
+  error, and a good last step settles every step at once. Otherwise it bisects the steps before
+  it. Unprobed steps get inferred labels, without counts.
 
 Value and advantage labels are derived from the counts here, never stored beside them.
 """
@@ -21,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 DEFAULT_K = 16
-DEFAULT_ROUND_SIZE = 4
+# Rounds of 1 draw the fewest completions; each round still batches every open prefix.
+DEFAULT_ROUND_SIZE = 1
 DEFAULT_MAX_STEPS = 12
 STRATEGIES = ("exhaustive", "adaptive", "binary_search")
 
@@ -139,21 +147,31 @@ def binary_search(
     round_size: int = DEFAULT_ROUND_SIZE,
     max_steps: int | None = DEFAULT_MAX_STEPS,
 ) -> MCResult:
-    """Find the first step with no right completion, probing adaptively; infer the rest (monotone)."""
+    """Find the first step with no right completion, probing adaptively; infer the rest (monotone).
+
+    The last step is probed first: if it has a right completion, so (monotone) does every step
+    before it, and one probe labels the whole solution. Otherwise the first error lies at or
+    before it and the steps before it are bisected.
+    """
     groups = step_groups(len(steps), max_steps)
     prefixes = _prefixes(steps, groups)
+    round_size = max(1, min(round_size, k))
     probed: dict[int, tuple[int, int]] = {}
-    low, high = 0, len(groups)  # the first error lies in [low, high); high == len: no error
-    while low < high:
-        middle = (low + high) // 2
-        (probed[middle],) = _adaptive_counts(
-            [prefixes[middle]], sample_batch, k=k, round_size=max(1, min(round_size, k))
-        )
-        if probed[middle][0] > 0:
-            low = middle + 1
-        else:
-            high = middle
-    first_error = low
+
+    def probe(index: int) -> bool:
+        (probed[index],) = _adaptive_counts([prefixes[index]], sample_batch, k=k, round_size=round_size)
+        return probed[index][0] > 0
+
+    first_error = len(groups)  # len(groups): no error
+    if groups and not probe(len(groups) - 1):
+        low, high = 0, len(groups) - 1  # the first error lies in [low, high]; high is known bad
+        while low < high:
+            middle = (low + high) // 2
+            if probe(middle):
+                low = middle + 1
+            else:
+                high = middle
+        first_error = low
     estimates = []
     for index in range(len(groups)):
         if index in probed:

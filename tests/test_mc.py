@@ -103,9 +103,32 @@ def test_binary_search_finds_the_first_error_and_infers_the_rest():
     result = mc.binary_search([f"s{i}" for i in range(10)], scripted_oracle(rates), k=16, round_size=4)
     assert mc.value_labels(result.estimates) == [1] * 5 + [-1] * 5
     probed = [i for i, e in enumerate(result.estimates) if e.sampled]
-    assert len(probed) <= 4 and 5 in probed  # log2(10) probes, the first error among them
+    # The last step first, then ceil(log2(9)) bisection probes of the nine before it: one probe
+    # more than bisecting all ten, which buys the one-probe case below (most solutions).
+    assert probed[-1] == 9 and len(probed) <= 5 and 5 in probed
     assert all(e.mc is None for i, e in enumerate(result.estimates) if i not in probed)
     assert result.rollouts < 10 * 16 / 2
+
+
+def test_binary_search_settles_a_solution_with_a_good_last_step_in_one_probe():
+    rates = [0.9, 0.1, 0.5, 0.6]
+    oracle = CoupledOracle(rates, seed="fixed")
+    oracle.streams[3] = [False, False, True] + [False] * 61
+    result = mc.binary_search(["a", "b", "c", "d"], oracle, k=16, round_size=1)
+    assert oracle.calls == [[(4, 1)], [(4, 1)], [(4, 1)]]  # sequential draws, last step only
+    assert [(e.num_correct, e.num_total) for e in result.estimates][-1] == (1, 3)
+    assert mc.value_labels(result.estimates) == [1, 1, 1, 1] and result.rollouts == 3
+
+
+def test_adaptive_with_rounds_of_one_reads_each_stream_up_to_its_first_right_draw():
+    rates = [0.5, 0.5, 0.0]
+    oracle = CoupledOracle(rates, seed="fixed")
+    oracle.streams[0] = [True] + [False] * 63
+    oracle.streams[1] = [False, False, False, True] + [False] * 60
+    result = mc.adaptive(["a", "b", "c"], oracle, k=16)  # the default: rounds of 1
+    assert [(e.num_correct, e.num_total) for e in result.estimates] == [(1, 1), (1, 4), (0, 16)]
+    assert result.rollouts == 21
+    assert len(oracle.calls) == 16 and oracle.calls[1] == [(2, 1), (3, 1)]
 
 
 def test_value_and_advantage_labels_come_from_counts():
@@ -182,3 +205,35 @@ def test_binary_search_agrees_on_monotone_solutions_and_not_on_others():
     print(f"binary search, non-monotone: agreement {agreeing_other / steps_other:.3f}")
     # Its assumption broken, binary search mislabels the right steps after a wrong one.
     assert agreeing_other / steps_other < agreeing / steps - 0.03
+
+
+def test_on_visualprm400k_shaped_solutions_the_strategies_meet_their_measured_figures():
+    """The benchmark's simulated policy (benchmarks/mc_strategies.py), 400 solutions, same draws.
+
+    Adaptive with rounds of 1 reaches the bound sum E[min(k, first right)] (3.5x for rates uniform
+    on (0, 1]: the issue's 4x is out of reach with identical labels, see prm/mc.py); first-error
+    search meets 8x with >= 95% agreement.
+    """
+    from benchmarks.mc_strategies import (
+        SimulatedPolicy,
+        draw_stream,
+        run_strategies,
+        visualprm_shaped_solutions,
+    )
+
+    solutions = visualprm_shaped_solutions(400, seed=3)
+    rows = run_strategies(
+        solutions,
+        streams=[[draw_stream(3, n, i) for i in range(len(s.rates))] for n, s in enumerate(solutions)],
+        oracle_for=lambda number, solution, stream, cost: SimulatedPolicy(solution, stream, cost),
+        steps_of=lambda solution: [f"s{i}" for i in range(len(solution.rates))],
+    )
+    by_name = {row.name: row for row in rows}
+    full = by_name["exhaustive"].cost.completions
+    sequential = by_name["adaptive, rounds of 1"]
+    assert sequential.agreeing == sequential.steps  # identical value labels
+    assert full / sequential.cost.completions >= 3.2
+    assert sequential.cost.completions < by_name["adaptive, rounds of 4"].cost.completions
+    first_error = by_name["first-error search"]
+    assert full / first_error.cost.completions >= 8
+    assert first_error.agreeing / first_error.steps >= 0.95
