@@ -1,0 +1,536 @@
+"""Labelling load: 50 annotators on the REST API of the app under gunicorn on PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/stepmark_bench \\
+        .venv/bin/python benchmarks/annotation_load.py --seconds 30
+
+It migrates the database, builds a fresh project (overlap 3, machine hints shown, one image per
+item) with enough solutions, creates the annotators with API tokens and starts gunicorn (gthread
+workers) on a free loopback port. Each simulated annotator is an asyncio client with its own
+keep-alive connection, looping: POST next/ -> PUT a label on every step (sometimes changing one
+again) -> POST submit/, for --seconds. Every acknowledged (2xx) label write is recorded; after
+gunicorn stops, the database must hold each acknowledged label exactly once with the last
+acknowledged value, no label nobody was told about, and one LabelChange per acknowledged change.
+Each annotator pauses --think-ms (mean, jittered) before a request: with 50 clients back to
+back (--think-ms 0) the latency is simply 50 / throughput, so the p95 target needs pacing.
+Besides latency and rate it prints the server's own CPU per request (gunicorn workers plus their
+PostgreSQL backends, after warm-up), the figure that does not depend on what else the machine runs.
+Targets on 2 cores: label save p95 < 50 ms, >= 300 label saves/s, nothing lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/h16"
+PROJECT_NAME = "load-benchmark"
+TARGET_P95_MS = 50.0
+TARGET_LABELS_PER_SECOND = 300.0
+LABEL_CHOICES = (1, 1, 1, 0, -1)  # mostly correct steps, as in real sets
+RELABEL_RATE = 0.1  # share of solutions where the annotator changes one label again
+
+
+# ---------------------------------------------------------------- setup (Django, main process)
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in `url` if it does not exist (connects to the `postgres` one)."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin_url = parts._replace(path="/postgres", query="").geturl()
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def django_setup() -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepmark.settings")
+    import django
+
+    django.setup()
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (64, 48), (40, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_project(*, solutions: int, steps_per_solution: int, annotators: int, overlap: int) -> tuple[int, dict[str, str]]:
+    """A fresh project with `solutions` one-solution items; returns (project id, username -> token)."""
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from rest_framework.authtoken.models import Token
+
+    from annotation.models import (
+        Assignment,
+        AutoLabel,
+        HumanLabel,
+        Item,
+        ItemImage,
+        LabelChange,
+        Membership,
+        Project,
+        Role,
+        Solution,
+        Step,
+    )
+    from annotation.services.images import image_store
+
+    call_command("migrate", verbosity=0)
+    Project.objects.filter(name=PROJECT_NAME).delete()
+    rng = random.Random(16)
+    with transaction.atomic():
+        project = Project.objects.create(name=PROJECT_NAME, overlap=overlap, show_machine_labels=True)
+        image, _ = image_store(data=_png())
+        items = Item.objects.bulk_create(
+            Item(project=project, external_id=f"q{n:06d}", question=f"Question {n}: what is {n}+3?", answer=str(n + 3))
+            for n in range(solutions)
+        )
+        ItemImage.objects.bulk_create(
+            ItemImage(item=item, image=image, position=0, source_path="images/shared.png") for item in items
+        )
+        texts = [f"Step {i + 1}: we compute the value and carry it forward." for i in range(steps_per_solution)]
+        rows = Solution.objects.bulk_create(
+            Solution(item=item, key="policy", policy_model="policy", response="\n\n".join(texts), final_answer=item.answer)
+            for item in items
+        )
+        steps = Step.objects.bulk_create(
+            Step(solution=solution, index=i, text=text) for solution in rows for i, text in enumerate(texts)
+        )
+        AutoLabel.objects.bulk_create(
+            AutoLabel(step=step, kind=AutoLabel.Kind.MC, source="mc-bench", score=right / 16, num_correct=right, num_total=16)
+            for step in steps
+            for right in [rng.randint(0, 16)]
+        )
+        User = get_user_model()
+        tokens = {}
+        for n in range(annotators):
+            username = f"load-annotator-{n:02d}"
+            user, _ = User.objects.get_or_create(username=username)
+            Membership.objects.create(project=project, user=user, role=Role.ANNOTATOR)
+            token, _ = Token.objects.get_or_create(user=user)
+            tokens[username] = token.key
+    with connection.cursor() as cursor:  # fresh tables: give the planner real row counts
+        for model in (Item, Solution, Step, AutoLabel, Assignment, HumanLabel, LabelChange, Membership):
+            cursor.execute(f'ANALYZE "{model._meta.db_table}"')
+    return project.id, tokens
+
+
+# ---------------------------------------------------------------- gunicorn
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(*, port: int, workers: int, threads: int, env: dict) -> subprocess.Popen:
+    command = [
+        str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "stepmark.wsgi",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "gthread",
+        "--threads", str(threads), "--keep-alive", "30", "--backlog", "256", "--log-level", "warning",
+    ]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode} at start-up")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("gunicorn did not start listening within 60 s")
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)  # graceful: finishes in-flight requests
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# ---------------------------------------------------------------- clients (asyncio, raw HTTP/1.1)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: the cheapest client, so the 2 cores go to the server."""
+
+    def __init__(self, port: int, token: str):
+        self.port = port
+        self.headers = f"Host: 127.0.0.1:{port}\r\nAuthorization: Token {token}\r\nAccept: application/json\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {path} HTTP/1.1\r\n{self.headers}Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        try:
+            self.writer.write(head.encode() + payload)
+            status_line = await self.reader.readline()
+            if not status_line:
+                raise ConnectionError("server closed the connection")
+            status = int(status_line.split()[1])
+            length, closing = 0, False
+            while True:
+                line = await self.reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+                name, _, value = line.decode("latin-1").partition(":")
+                name = name.strip().lower()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "connection" and value.strip().lower() == "close":
+                    closing = True
+            data = await self.reader.readexactly(length) if length else b""
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            raise
+        if closing:
+            self.close()
+        return status, (json.loads(data) if data and data[:1] in (b"{", b"[") else None)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Tally:
+    label_ms: list[float] = field(default_factory=list)
+    next_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    # (username, step id) -> last acknowledged value; and how many acknowledged writes changed it
+    acked: dict[tuple[str, int], int] = field(default_factory=dict)
+    acked_changes: Counter = field(default_factory=Counter)
+    unacknowledged: set[tuple[str, int]] = field(default_factory=set)
+    submitted: int = 0
+    queue_empty: int = 0
+
+
+async def annotator(
+    username: str, token: str, *, port: int, project_id: int, deadline: float, think: float, tally: Tally, seed: int
+) -> None:
+    rng = random.Random(seed)
+    connection = Connection(port, token)
+    base = f"/api/projects/{project_id}"
+
+    async def timed(bucket: list[float], kind: str, method: str, path: str, body=None):
+        if think:  # reading the step before the click; jittered so the annotators drift apart
+            await asyncio.sleep(think * rng.uniform(0.5, 1.5))
+        started = time.perf_counter()
+        try:
+            status, data = await connection.request(method, path, body)
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            tally.errors[f"{kind}: {type(exc).__name__}"] += 1
+            return None, None
+        bucket.append((time.perf_counter() - started) * 1000)
+        if status >= 300:
+            tally.errors[f"{kind}: HTTP {status}"] += 1
+        return status, data
+
+    async def label(assignment_id: int, step_id: int, value: int) -> None:
+        path = f"{base}/assignments/{assignment_id}/steps/{step_id}/label/"
+        status, data = await timed(tally.label_ms, "label", "PUT", path, {"value": value})
+        key = (username, step_id)
+        if status is not None and 200 <= status < 300 and data and data.get("value") == value:
+            if tally.acked.get(key) != value:
+                tally.acked_changes[key] += 1
+            tally.acked[key] = value
+        else:
+            tally.unacknowledged.add(key)
+
+    try:
+        while time.monotonic() < deadline:
+            status, data = await timed(tally.next_ms, "next", "POST", f"{base}/next/")
+            if status == 204:
+                tally.queue_empty += 1
+                return
+            if status != 201:
+                await asyncio.sleep(0.05)
+                continue
+            assignment_id = data["assignment"]["id"]
+            steps = [step["id"] for step in data["solution"]["steps"]]
+            for step_id in steps:
+                if time.monotonic() >= deadline:
+                    return
+                await label(assignment_id, step_id, rng.choice(LABEL_CHOICES))
+            if rng.random() < RELABEL_RATE and time.monotonic() < deadline:
+                step_id = rng.choice(steps)
+                current = tally.acked.get((username, step_id), 1)
+                await label(assignment_id, step_id, rng.choice([v for v in (-1, 0, 1) if v != current]))
+            if time.monotonic() >= deadline:
+                return
+            status, _ = await timed(tally.submit_ms, "submit", "POST", f"{base}/assignments/{assignment_id}/submit/", {"seconds": 5})
+            if status == 200:
+                tally.submitted += 1
+    finally:
+        connection.close()
+
+
+async def run_clients(
+    tokens: dict[str, str], *, port: int, project_id: int, seconds: float, think: float, tally: Tally, on_start=None
+) -> float:
+    async def warm_up(token: str) -> None:
+        # Django builds URL resolvers, serializers and connections on first use; not what is measured.
+        connection = Connection(port, token)
+        try:
+            await connection.request("GET", f"/api/projects/{project_id}/")
+        finally:
+            connection.close()
+
+    await asyncio.gather(*(warm_up(token) for token in tokens.values()))
+    if on_start is not None:
+        on_start()
+    started = time.monotonic()
+    deadline = started + seconds
+    await asyncio.gather(
+        *(
+            annotator(name, token, port=port, project_id=project_id, deadline=deadline, think=think, tally=tally, seed=n)
+            for n, (name, token) in enumerate(sorted(tokens.items()))
+        )
+    )
+    return time.monotonic() - started
+
+
+# ---------------------------------------------------------------- verification and report
+
+
+def verify(project_id: int, tally: Tally) -> dict[str, int]:
+    """Compare what the clients were told with what the database holds."""
+    from django.db import connection
+    from django.db.models import Count
+
+    from annotation.models import HumanLabel, LabelChange
+
+    connection.close()  # a fresh connection after gunicorn's writes
+    rows = list(
+        HumanLabel.objects.filter(step__solution__item__project_id=project_id)
+        .values("annotator__username", "step_id")
+        .annotate(n=Count("id"))
+        .values_list("annotator__username", "step_id", "value", "n")
+    )
+    stored: dict[tuple[str, int], int] = {}
+    duplicated = 0
+    for username, step_id, value, n in rows:
+        duplicated += n > 1
+        stored[(username, step_id)] = value
+    lost = sum(1 for key in tally.acked if key not in stored)
+    wrong_value = sum(1 for key, value in tally.acked.items() if key in stored and stored[key] != value)
+    # A write whose reply never came may or may not have landed; only those may be unexplained.
+    unexplained = sum(1 for key in stored if key not in tally.acked and key not in tally.unacknowledged)
+    changes = Counter(
+        dict(
+            ((username, step_id), n)
+            for username, step_id, n in LabelChange.objects.filter(step__solution__item__project_id=project_id, is_gold=False)
+            .values("annotator__username", "step_id")
+            .annotate(n=Count("id"))
+            .values_list("annotator__username", "step_id", "n")
+        )
+    )
+    history_mismatch = sum(
+        1 for key in set(changes) | set(tally.acked_changes)
+        if key not in tally.unacknowledged and changes[key] != tally.acked_changes[key]
+    )
+    return {
+        "acknowledged labels": len(tally.acked),
+        "stored labels": len(stored),
+        "lost": lost,
+        "wrong value": wrong_value,
+        "duplicated": duplicated,
+        "unexplained": unexplained,
+        "history mismatches": history_mismatch,
+        "history rows": sum(changes.values()),
+        "acknowledged changes": sum(tally.acked_changes.values()),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+class LoadSampler(threading.Thread):
+    """The 1-minute load average once a second while the clients run (max and last)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [float(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
+
+
+def server_pids(gunicorn: subprocess.Popen, database_url: str) -> tuple[list[int], list[int]]:
+    """The gunicorn master and workers; the PostgreSQL backends serving this database."""
+    import psycopg  # not Django's connection: this runs inside the clients' event loop
+
+    with open(f"/proc/{gunicorn.pid}/task/{gunicorn.pid}/children") as children:
+        workers = [gunicorn.pid, *map(int, children.read().split())]
+    url = urlsplit(database_url)
+    with psycopg.connect(url._replace(query="").geturl()) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [url.path.lstrip("/")]
+        ).fetchall()
+    return workers, [row[0] for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    cores = os.cpu_count() or 2
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--solutions", type=int, default=0, help="default: enough for 600 labels/s")
+    parser.add_argument("--steps", type=int, default=6, help="steps per solution")
+    parser.add_argument("--overlap", type=int, default=3)
+    parser.add_argument(
+        "--think-ms", type=float, default=80,
+        help="mean pause before each request (0: back to back; with 50 clients latency is then 50/throughput)",
+    )
+    # Django is CPU-bound under the GIL: one process per core plus one to cover DB waits,
+    # a few threads each so a worker blocked on PostgreSQL does not idle its core.
+    parser.add_argument("--workers", type=int, default=cores + 1)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("DATABASE_URL must name a PostgreSQL database")
+    solutions = args.solutions or int(args.seconds * 600 / (args.steps * args.overlap)) + 200
+    media = tempfile.mkdtemp(prefix="stepmark-load-")
+    os.environ.update({"DATABASE_URL": database_url, "DEBUG": "false", "MEDIA_ROOT": media, "STATIC_ROOT": media})
+    ensure_database(database_url)
+    django_setup()
+
+    started = time.monotonic()
+    project_id, tokens = build_project(
+        solutions=solutions, steps_per_solution=args.steps, annotators=args.annotators, overlap=args.overlap
+    )
+    from django.db import connections
+
+    connections.close_all()
+    print(f"setup: {solutions} solutions x {args.steps} steps, overlap {args.overlap}, "
+          f"{args.annotators} annotators ({time.monotonic() - started:.1f} s)")
+    port = free_port()
+    print(f"gunicorn: {args.workers} gthread workers x {args.threads} threads on 127.0.0.1:{port} ({cores} cores)")
+    server = start_gunicorn(port=port, workers=args.workers, threads=args.threads, env=dict(os.environ))
+    tally = Tally()
+    sampler = LoadSampler()
+    try:
+        sampler.start()
+        before: dict[str, tuple] = {}
+
+        def on_start() -> None:  # after the warm-up: worker boot and first requests are not counted
+            workers, backends = server_pids(server, database_url)
+            before["cpu"] = (process_cpu_seconds(workers), process_cpu_seconds(backends), set(backends))
+            before["machine"], before["client"] = cpu_times(), time.process_time()
+
+        clients = run_clients(
+            tokens, port=port, project_id=project_id, seconds=args.seconds, think=args.think_ms / 1000, tally=tally,
+            on_start=on_start,
+        )
+        elapsed = asyncio.run(clients)
+        sampler.stopped.set()
+        machine_after, client_cpu = cpu_times(), time.process_time() - before["client"]
+        machine_before = before["machine"]
+        workers, backends = server_pids(server, database_url)
+        # A backend opened during the run counts whole; one from before counts its growth.
+        gunicorn_cpu = process_cpu_seconds(workers) - before["cpu"][0]
+        postgres_cpu = process_cpu_seconds([pid for pid in backends if pid not in before["cpu"][2]]) + (
+            process_cpu_seconds([pid for pid in backends if pid in before["cpu"][2]]) - before["cpu"][1]
+        )
+    finally:
+        stop_gunicorn(server)
+        shutil.rmtree(media, ignore_errors=True)
+    checks = verify(project_id, tally)
+
+    label_rate = len(tally.label_ms) / elapsed
+    print(f"\nran {elapsed:.1f} s; {tally.submitted} assignments submitted; load average (1 min) during the run: "
+          f"max {max(sampler.samples, default=0):.2f}, last {sampler.samples[-1] if sampler.samples else 0:.2f}")
+    busy = (machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1])
+    print(f"machine CPU busy {busy:.0%} of {cores} cores (everything on it, not only this benchmark); "
+          f"client CPU {client_cpu:.1f} s; think time {args.think_ms:.0f} ms mean")
+    requests = len(tally.label_ms) + len(tally.next_ms) + len(tally.submit_ms)
+    print(f"server CPU: gunicorn {gunicorn_cpu:.1f} s, PostgreSQL backends {postgres_cpu:.1f} s = "
+          f"{(gunicorn_cpu + postgres_cpu) * 1000 / max(1, requests):.1f} ms per request ({requests} requests)")
+    print(f"{'request':<12}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for name, values in (("label save", tally.label_ms), ("next item", tally.next_ms), ("submit", tally.submit_ms)):
+        print(f"{name:<12}{len(values):>8}{percentile(values, 50):>9.1f}{percentile(values, 95):>9.1f}{percentile(values, 99):>9.1f}")
+    print(f"label saves/s: {label_rate:.0f}")
+    print(f"errors: {sum(tally.errors.values())} {dict(tally.errors) if tally.errors else ''}")
+    if tally.queue_empty:
+        print(f"annotators who ran out of work: {tally.queue_empty} (raise --solutions)")
+    for name, value in checks.items():
+        print(f"{name}: {value}")
+
+    broken = checks["lost"] + checks["wrong value"] + checks["duplicated"] + checks["unexplained"] + checks["history mismatches"]
+    p95 = percentile(tally.label_ms, 95)
+    verdict = [
+        f"label save p95 {p95:.1f} ms {'<' if p95 < TARGET_P95_MS else '>='} {TARGET_P95_MS:.0f} ms",
+        f"{label_rate:.0f} label saves/s {'>=' if label_rate >= TARGET_LABELS_PER_SECOND else '<'} {TARGET_LABELS_PER_SECOND:.0f}",
+        "nothing lost" if broken == 0 else f"{broken} label problems",
+    ]
+    print("targets: " + "; ".join(verdict))
+    return 1 if broken or tally.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
