@@ -103,3 +103,23 @@ def test_outsiders_get_404_and_annotators_403(client, make_user, project, runnin
     assert TrainingRun.objects.count() == 1
     client.logout()
     assert client.get(urls[2][1]).status_code == 302  # to the login page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_page_in_the_browser(page, make_user):
+    from annotation.models import Project
+    from tests.conftest import log_in, screenshot
+
+    project = Project.objects.create(name="PRM curves")
+    run = TrainingRun.objects.create(
+        project=project, status=TrainingRun.Status.RUNNING, step=30, total_steps=60, history=_history(30),
+        config={"backbone": "/models/tiny", "learning_rate": 1e-3}, merge_policy={"mc_label": "value"},
+    )
+    add_member(project, make_user("curves"), Role.ADMIN)
+    log_in(page, "curves")
+    page.goto(f"/projects/{project.id}/prm/runs/{run.id}/")
+    assert page.locator("svg.loss-curve path.line").count() == 1
+    screenshot(page, "prm-run-page")
+    page.goto(f"/projects/{project.id}/prm/versions/")
+    assert page.locator("h1").count() == 1
+    screenshot(page, "prm-versions-page")
