@@ -48,3 +48,15 @@ def test_mathv_unknown_question_id_names_file_line_field(project, tmp_path):
         dataset_import(project=project, format_name="mathv", path=folder)
     assert caught.value.file == "responses/M.jsonl" and caught.value.line == 2 and caught.value.field == "id"
     assert Item.objects.count() == 0 and Solution.objects.count() == 0
+
+
+def test_every_jsonl_importer_names_the_field_where_json_broke(project, tmp_path):
+    # The shared reader names the field, so formats without their own error handling get it too.
+    folder = tmp_path / "mv"
+    (folder / "responses").mkdir(parents=True)
+    (folder / "q.jsonl").write_text('{"id": "1", "question": "q", "options": [], "answer": "2"}\n')
+    (folder / "responses" / "M.jsonl").write_text('{"id": "1", "model": "m", "response": "a\\n\\nb", "model_answer": 2,, "correct": true}\n')
+    with pytest.raises(DatasetImportError) as caught:
+        dataset_import(project=project, format_name="mathv", path=folder)
+    assert (caught.value.line, caught.value.field) == (1, "model_answer")
+    assert "malformed JSON" in caught.value.message and Item.objects.count() == 0

@@ -27,10 +27,49 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetImportError(f"malformed JSON: {exc.msg} (column {exc.colno})", file=name, line=line_number) from None
+                raise DatasetImportError(
+                    f"malformed JSON: {exc.msg} (column {exc.colno})",
+                    file=name,
+                    line=line_number,
+                    field=json_error_field(line, exc.pos),
+                ) from None
             if not isinstance(record, dict):
                 raise DatasetImportError(f"expected a JSON object, got {type(record).__name__}", file=name, line=line_number)
             yield line_number, record
+
+
+def json_error_field(text: str, position: int) -> str | None:
+    """The dotted path of the object key being read at `position` of a malformed JSON text.
+
+    A person fixing a broken line wants to know where it broke; the decoder only gives a column.
+    """
+    keys: list[str | None] = []  # one entry per open object: its latest key
+    containers: list[str] = []
+    last_string: str | None = None
+    index = 0
+    while index < min(position, len(text)):
+        char = text[index]
+        if char == '"':
+            end = index + 1
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            last_string = text[index + 1 : end]
+            index = end + 1
+            continue
+        if char == ":" and containers and containers[-1] == "{" and last_string is not None:
+            keys[-1] = last_string
+        elif char in "{[":
+            containers.append(char)
+            if char == "{":
+                keys.append(None)
+        elif char in "}]" and containers:
+            if containers.pop() == "{":
+                keys.pop()
+        if not char.isspace():
+            last_string = None
+        index += 1
+    path = [key for key in keys if key]
+    return ".".join(path) if path else None
 
 
 def _iter_json_document(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

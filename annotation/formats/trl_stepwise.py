@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
 
-from annotation.formats.reading import RecordReader
+from annotation.formats.reading import RecordReader, iter_json_records
 from annotation.formats.records import (
     DatasetImportError,
     ExportRecord,
@@ -30,7 +30,6 @@ from annotation.formats.records import (
     ParsedItem,
     ParsedSolution,
 )
-from annotation.formats.visualprocessbench import iter_jsonl_naming_fields
 
 MEDIA_TYPE = "application/vnd.apache.parquet"
 SUFFIX = ".parquet"
@@ -74,7 +73,7 @@ def stable_hash(*parts: object) -> str:
 
 def _iter_rows(source) -> Iterator[tuple[int, dict[str, Any]]]:
     if source.path.suffix != ".parquet":
-        yield from iter_jsonl_naming_fields(source.path)
+        yield from iter_json_records(source.path)
         return
     try:
         parquet = pq.ParquetFile(source.path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from annotation.formats.reading import RecordReader, iter_json_records
@@ -42,63 +41,6 @@ def stable_hash(*parts: Any) -> str:
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()[:32]
 
 
-def json_error_field(text: str, position: int) -> str | None:
-    """The dotted path of the object key being read at `position` of a malformed JSON text.
-
-    A person fixing a broken line wants to know where it broke; the decoder only gives a column.
-    """
-    keys: list[str | None] = []  # one entry per open object: its latest key
-    containers: list[str] = []
-    last_string: str | None = None
-    index = 0
-    while index < min(position, len(text)):
-        char = text[index]
-        if char == '"':
-            end = index + 1
-            while end < len(text) and text[end] != '"':
-                end += 2 if text[end] == "\\" else 1
-            last_string = text[index + 1 : end]
-            index = end + 1
-            continue
-        if char == ":" and containers and containers[-1] == "{" and last_string is not None:
-            keys[-1] = last_string
-        elif char in "{[":
-            containers.append(char)
-            if char == "{":
-                keys.append(None)
-        elif char in "}]" and containers:
-            if containers.pop() == "{":
-                keys.pop()
-        if not char.isspace():
-            last_string = None
-        index += 1
-    path = [key for key in keys if key]
-    return ".".join(path) if path else None
-
-
-def iter_jsonl_naming_fields(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """`iter_json_records`, but a malformed line's error also names the field where the JSON broke."""
-    try:
-        yield from iter_json_records(path)
-    except DatasetImportError as error:
-        if error.field is None and error.line and path.suffix != ".json":
-            broken = _line_text(path, error.line)
-            try:
-                json.loads(broken)
-            except json.JSONDecodeError as exc:
-                field = json_error_field(broken, exc.pos)
-                raise DatasetImportError(error.message, file=error.file, line=error.line, field=field) from None
-        raise
-
-
-def _line_text(path: Path, line_number: int) -> str:
-    with path.open("r", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number == line_number:
-                return line
-    return ""
-
-
 class _ResponseReader(RecordReader):
     """Reads the nested `response` object; errors name its fields as `response.<field>`."""
 
@@ -110,7 +52,7 @@ def parse(source) -> Iterator[ParsedSolution]:
     origin = str(source.options.get("origin") or DEFAULT_ORIGIN)
     items: dict[str, ParsedItem] = {}
     seen: dict[tuple[str, str], int] = {}  # (item id, solution key) -> line, to name both duplicates
-    for line, record in iter_jsonl_naming_fields(source.path):
+    for line, record in iter_json_records(source.path):
         reader = RecordReader(record, file=source.name, line=line)
         image_paths = reader.string_list("image")
         for position, image_path in enumerate(image_paths):
