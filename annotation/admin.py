@@ -23,6 +23,7 @@ from annotation.models import (
 )
 from annotation.selectors import ExportFilters
 from annotation.services.dataset_export import EXPORT_FORMATS
+from annotation.services.queue import solution_slots_recount
 
 
 class MembershipInline(admin.TabularInline):
@@ -189,6 +190,11 @@ class AssignmentAdmin(admin.ModelAdmin):
     autocomplete_fields = ["annotator"]
     list_select_related = ["solution", "annotator"]
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # An edited status or gold-check flag changes whether the assignment holds a queue slot.
+        solution_slots_recount(solution_ids=[obj.solution_id, *([form.initial["solution"]] if change else [])])
 
 
 @admin.register(LabelChange)

@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.models import Assignment, HumanLabel, Image, Membership, Step
+from annotation.label_targets import label_target
+from annotation.models import Assignment, HumanLabel, Image, Membership
 from annotation.permissions import project_for_member
 from annotation.services.labels import LabelRejected, step_label_clear, step_label_set
 from annotation.services.queue import (
@@ -48,7 +49,9 @@ def next_item(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _step_rows(assignment: Assignment, show_hints: bool) -> list[dict]:
     steps = list(assignment.solution.steps.order_by("index"))
-    mine = dict(HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value"))
+    mine = dict(
+        HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value")
+    )
     hints = step_hints([s.id for s in steps]) if show_hints else {}
     return [{"step": s, "value": mine.get(s.id), "hints": hints.get(s.id, {})} for s in steps]
 
@@ -83,24 +86,37 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
 @require_POST
 @login_required
 def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_id: int) -> HttpResponse:
-    assignment = _assignment_for(request, project_id, assignment_id)
-    if assignment.status != Assignment.Status.ASSIGNED:
+    target = label_target(user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id)
+    if not target.is_open:
         return HttpResponse("This item is already finished.", status=409)
-    step = get_object_or_404(Step, pk=step_id, solution=assignment.solution)
     raw = request.POST.get("value", "")
-    show_hints = sees_machine_hints(request.user, assignment.solution.item.project)
     try:
         if raw == "":
-            step_label_clear(step=step, annotator=request.user)
+            step_label_clear(step_id=target.step_id, annotator_id=request.user.pk)
+            value = None
         else:
-            hints = step_hints([step.id]).get(step.id, {}) if show_hints else {}
-            step_label_set(step=step, annotator=request.user, value=int(raw), shown_hints=hints)
+            write = step_label_set(
+                step_id=target.step_id, annotator_id=request.user.pk, value=int(raw), shown_hints=target.hints
+            )
+            value = write.value
     except (ValueError, LabelRejected) as exc:
         return HttpResponse(f"Bad label: {exc}", status=400)
     if not request.headers.get("HX-Request"):
         return redirect("label", project_id=project_id, assignment_id=assignment_id)
-    row = next(r for r in _step_rows(assignment, show_hints) if r["step"].id == step.id)
-    return render(request, "annotation/label.html#step-row", {"row": row, "assignment": assignment, "project": assignment.solution.item.project, "show_hints": show_hints, "done": False})
+    # The row is drawn from what the save already read: no second round of queries.
+    row = {
+        "step": {"id": target.step_id, "index": target.step_index, "text": target.step_text},
+        "value": value,
+        "hints": target.hints,
+    }
+    context = {
+        "row": row,
+        "assignment": {"id": target.assignment_id},
+        "project": {"id": target.project_id},
+        "show_hints": target.sees_hints,
+        "done": False,
+    }
+    return render(request, "annotation/label.html#step-row", context)
 
 
 def _seconds(request: HttpRequest) -> int:
@@ -211,4 +227,9 @@ def prefetch_next(request: HttpRequest, project_id: int, assignment_id: int) -> 
         reverse("image", kwargs={"sha256": sha})
         for sha in upcoming.solution.item.item_images.order_by("position").values_list("image__sha256", flat=True)
     ]
-    return JsonResponse({"url": reverse("label", kwargs={"project_id": project.id, "assignment_id": upcoming.id}), "images": images})
+    return JsonResponse(
+        {
+            "url": reverse("label", kwargs={"project_id": project.id, "assignment_id": upcoming.id}),
+            "images": images,
+        }
+    )

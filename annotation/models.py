@@ -146,6 +146,11 @@ class Solution(models.Model):
     is_correct = models.BooleanField(null=True, help_text="Outcome correctness of the final answer, when known.")
     metadata = models.JSONField(default=dict, blank=True)
     priority = models.FloatField(default=0.0, help_text="Annotation priority; higher is labelled sooner.")
+    slots_taken = models.PositiveIntegerField(
+        db_default=0,
+        editable=False,
+        help_text="Assignments holding one of the project's `overlap` slots (not skipped, not gold checks).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -153,6 +158,8 @@ class Solution(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "key"], name="solution_unique_key_per_item"),
         ]
+        # The queue reads a project's open solutions in this order.
+        indexes = [models.Index(fields=["item", "slots_taken"], name="solution_queue")]
 
     def __str__(self) -> str:
         return f"solution {self.pk} of {self.item_id} by {self.policy_model}"

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
 from annotation.models import Membership, Project, Role
@@ -18,6 +19,9 @@ def project_role(user, project: Project) -> str | None:
     """The user's role in `project`, or None when not a member."""
     if not getattr(user, "is_authenticated", False):
         return None
+    known = getattr(project, "_role_of", None)  # read along with the project by project_for_member
+    if known is not None and known[0] == user.pk:
+        return known[1]
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
@@ -29,10 +33,15 @@ def can_administer(user, project: Project) -> bool:
 
 def project_for_member(user, project_id: int) -> Project:
     """The project if `user` is staff or a member of it; Http404 otherwise."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
         raise Http404("No such project.")
-    if user.is_staff or project_role(user, project) is not None:
+    # One query: the project and the user's role in it (pages and API calls all start here).
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    project = Project.objects.filter(pk=project_id).annotate(member_role=Subquery(role)).first()
+    if project is None:
+        raise Http404("No such project.")
+    project._role_of = (user.pk, project.member_role)
+    if user.is_staff or project.member_role is not None:
         return project
     raise Http404("No such project.")
 

@@ -68,6 +68,11 @@ DATABASES = {
         env_str("DATABASE_URL") if PRODUCTION else env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'stepmark.sqlite3'}")
     ),
 }
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    # Server-side parameters let psycopg prepare a query after a few runs on a connection: the
+    # label save's joins cost more to plan than to run. Off behind a transaction-mode pooler.
+    DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)
+    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -26,8 +26,8 @@ def test_gold_items_are_mixed_in_at_the_rate_and_scored(make_user, client):
     first = next_assignment(project=project, annotator=annotator, rng=random.Random(0))
     assert first.solution_id == gold_solution.id and first.is_gold_check
     a, b = gold_solution.steps.order_by("index")
-    step_label_set(step=a, annotator=annotator, value=1)
-    step_label_set(step=b, annotator=annotator, value=1)  # wrong: gold says -1
+    step_label_set(step_id=a.id, annotator_id=annotator.id, value=1)
+    step_label_set(step_id=b.id, annotator_id=annotator.id, value=1)  # wrong: gold says -1
     assignment_submit(assignment=first)
     # The gold check takes no overlap slot: the item can still go to the regular queue of others.
     second = next_assignment(project=project, annotator=annotator, rng=random.Random(0))

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from annotation.models import Assignment, Project, Role
-from annotation.services.queue import assignment_skip, assignment_submit, next_assignment
+from annotation.models import Assignment, Project, Role, Solution
+from annotation.services.queue import SubmitRejected, assignment_skip, assignment_submit, next_assignment
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,6 +53,71 @@ def test_concurrent_annotators_never_exceed_overlap(make_user):
     assert max(per_solution.values()) == 2 and min(per_solution.values()) == 2
     assert len(set(taken)) == len(taken), "an annotator got the same item twice"
     assert Assignment.objects.count() == 24
+    assert_slot_counts_match(project)
+
+
+def assert_slot_counts_match(project):
+    """Solution.slots_taken is what the queue reads: it must equal the assignments holding a slot."""
+    for solution in Solution.objects.filter(item__project=project):
+        held = solution.assignments.exclude(status=Assignment.Status.SKIPPED).filter(is_gold_check=False).count()
+        assert solution.slots_taken == held, f"solution {solution.id}: counter {solution.slots_taken}, held {held}"
+
+
+def _ask_and_skip(project_id: int, user_id: int, barrier: threading.Barrier, errors: list):
+    from django.contrib.auth import get_user_model
+
+    try:
+        project = Project.objects.get(pk=project_id)
+        user = get_user_model().objects.get(pk=user_id)
+        barrier.wait()
+        for round_ in range(6):
+            assignment = next_assignment(project=project, annotator=user)
+            if assignment is None:
+                break
+            if round_ % 2:
+                assignment_skip(assignment=assignment, reason="test")
+            else:
+                assignment_submit(assignment=assignment, cannot_judge_reason="test")
+    except Exception as exc:  # surfaced by the assertion below
+        errors.append(exc)
+    finally:
+        connection.close()
+
+
+def test_slot_counts_stay_exact_under_concurrent_asks_skips_and_deletes(make_user):
+    project = Project.objects.create(name="slots", overlap=2)
+    for i in range(5):
+        make_solution(project, f"q{i}", ["a"])
+    users = [make_user(f"s{i}") for i in range(6)]
+    for user in users:
+        add_member(project, user, Role.ANNOTATOR)
+    barrier = threading.Barrier(len(users))
+    errors: list = []
+    threads = [threading.Thread(target=_ask_and_skip, args=(project.id, u.id, barrier, errors)) for u in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert_slot_counts_match(project)
+    assert Solution.objects.filter(item__project=project, slots_taken__gt=2).count() == 0
+    # Deleting people cascades to their assignments: their slots come back.
+    users[0].delete()
+    users[1].delete()
+    assert_slot_counts_match(project)
+
+
+def test_a_second_skip_of_one_assignment_is_refused_and_frees_one_slot(make_user):
+    project = Project.objects.create(name="double-skip", overlap=1)
+    solution = make_solution(project, "q", ["a"])
+    user = make_user("d1")
+    assignment = next_assignment(project=project, annotator=user)
+    stale_copy = Assignment.objects.get(pk=assignment.pk)  # as a second tab holds it
+    assignment_skip(assignment=assignment, reason="first")
+    with pytest.raises(SubmitRejected):
+        assignment_skip(assignment=stale_copy, reason="second")
+    solution.refresh_from_db()
+    assert solution.slots_taken == 0
 
 
 def test_priority_orders_the_queue_and_skips_are_remembered(make_user):

@@ -64,9 +64,9 @@ def test_label_history_keeps_every_change_and_never_touches_other_annotators(mak
     project = Project.objects.create(name="History")
     step = make_solution(project, "q", ["only step"]).steps.get()
     a, b = make_user("a"), make_user("b")
-    step_label_set(step=step, annotator=a, value=1)
-    step_label_set(step=step, annotator=b, value=-1)
-    step_label_set(step=step, annotator=a, value=0)
+    step_label_set(step_id=step.id, annotator_id=a.id, value=1)
+    step_label_set(step_id=step.id, annotator_id=b.id, value=-1)
+    step_label_set(step_id=step.id, annotator_id=a.id, value=0)
     assert dict(step.human_labels.values_list("annotator__username", "value")) == {"a": 0, "b": -1}
     changes = list(LabelChange.objects.filter(step=step).order_by("id").values_list("annotator__username", "old_value", "new_value"))
     assert changes == [("a", None, 1), ("b", None, -1), ("a", 1, 0)]
@@ -79,7 +79,7 @@ def test_review_access(client, make_user):
     annotator = make_user("plain")
     add_member(project, annotator, Role.ANNOTATOR)
     assignment = next_assignment(project=project, annotator=annotator)
-    step_label_set(step=step, annotator=annotator, value=1)
+    step_label_set(step_id=step.id, annotator_id=annotator.id, value=1)
     assignment_submit(assignment=assignment)
     urls = [
         ("get", f"/projects/{project.id}/review/"),

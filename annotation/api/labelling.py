@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api import labelling_serializers as shapes
+from annotation.label_targets import label_target
 from annotation.models import Assignment, HumanLabel, Item, Project, Solution, Step
 from annotation.permissions import project_for_member, project_role
 from annotation.progress import project_summary, user_project_summaries
@@ -42,9 +43,12 @@ def _bad_request(errors: dict) -> Response:
 
 
 def _finished(assignment: Assignment) -> Response:
-    return Response(
-        {"error": f"this item is already {assignment.get_status_display().lower()}"}, status=status.HTTP_409_CONFLICT
-    )
+    return _finished_status(assignment.status)
+
+
+def _finished_status(assignment_status: str) -> Response:
+    label = Assignment.Status(assignment_status).label.lower()
+    return Response({"error": f"this item is already {label}"}, status=status.HTTP_409_CONFLICT)
 
 
 def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
@@ -68,9 +72,8 @@ def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
     }
 
 
-def _solution_payload(solution: Solution, request: Request) -> dict:
+def _solution_payload(solution: Solution, request: Request, project: Project) -> dict:
     """What a member sees of a solution: the problem and the steps, hints only where allowed."""
-    project = solution.item.project
     steps = list(solution.steps.order_by("index"))
     show_hints = sees_machine_hints(request.user, project)
     hints = step_hints([s.id for s in steps]) if show_hints else {}
@@ -80,7 +83,12 @@ def _solution_payload(solution: Solution, request: Request) -> dict:
         "policy_model": solution.policy_model,
         "item": _item_payload(solution.item, request, with_answer=sees_reference_answer(request.user, project)),
         "steps": [
-            {"id": s.id, "index": s.index, "text": s.text, "hints": hints.get(s.id, {}) if show_hints else None}
+            {
+                "id": s.id,
+                "index": s.index,
+                "text": s.text,
+                "hints": hints.get(s.id, {}) if show_hints else None,
+            }
             for s in steps
         ],
     }
@@ -189,8 +197,10 @@ class SolutionDetailView(APIView):
     )
     def get(self, request, project_id: int, solution_id: int):
         project = project_for_member(request.user, project_id)
-        solution = get_object_or_404(Solution.objects.select_related("item__project"), pk=solution_id, item__project=project)
-        return Response(shapes.SolutionSerializer(_solution_payload(solution, request)).data)
+        solution = get_object_or_404(
+            Solution.objects.select_related("item__project"), pk=solution_id, item__project=project
+        )
+        return Response(shapes.SolutionSerializer(_solution_payload(solution, request, project)).data)
 
 
 # --- my assignments -------------------------------------------------------------------------
@@ -215,7 +225,10 @@ class NextAssignmentView(APIView):
         assignment = next_assignment(project=project, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        payload = {"assignment": _assignment_payload(assignment), "solution": _solution_payload(assignment.solution, request)}
+        payload = {
+            "assignment": _assignment_payload(assignment),
+            "solution": _solution_payload(assignment.solution, request, project),
+        }
         return Response(shapes.AssignmentWithSolutionSerializer(payload).data, status=status.HTTP_201_CREATED)
 
 
@@ -238,8 +251,8 @@ class AssignmentLabelsView(APIView):
 
 
 class AssignmentStepLabelView(APIView):
-    def _step(self, assignment: Assignment, step_id: int) -> Step:
-        return get_object_or_404(Step, pk=step_id, solution=assignment.solution)
+    # The request annotators make most: one query checks access and reads the step and its hints
+    # (label_target), one statement writes the label and its history (step_label_set).
 
     @extend_schema(
         operation_id="assignment_step_label_set",
@@ -249,21 +262,23 @@ class AssignmentStepLabelView(APIView):
         responses={200: shapes.MyLabelSerializer, 400: BAD_REQUEST, 409: FINISHED},
     )
     def put(self, request, project_id: int, assignment_id: int, step_id: int):
-        assignment = _my_assignment(request, project_id, assignment_id)
-        if assignment.status != Assignment.Status.ASSIGNED:
-            return _finished(assignment)
-        step = self._step(assignment, step_id)
+        target = label_target(user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id)
+        if not target.is_open:
+            return _finished_status(target.assignment_status)
         body = shapes.LabelValueSerializer(data=request.data)
         if not body.is_valid():
             return _bad_request(body.errors)
         # Record the hints the annotator was shown, as the page does (anchoring analysis).
-        shown = sees_machine_hints(request.user, assignment.solution.item.project)
-        hints = step_hints([step.id]).get(step.id, {}) if shown else {}
         try:
-            label = step_label_set(step=step, annotator=request.user, value=body.validated_data["value"], shown_hints=hints)
+            label = step_label_set(
+                step_id=target.step_id,
+                annotator_id=request.user.pk,
+                value=body.validated_data["value"],
+                shown_hints=target.hints,
+            )
         except LabelRejected as exc:
             return Response({"error": str(exc), "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(shapes.MyLabelSerializer({"step_id": step.id, "index": step.index, "value": label.value}).data)
+        return Response({"step_id": target.step_id, "index": target.step_index, "value": label.value})
 
     @extend_schema(
         operation_id="assignment_step_label_clear",
@@ -272,10 +287,10 @@ class AssignmentStepLabelView(APIView):
         responses={204: OpenApiResponse(description="Cleared (or there was none)."), 409: FINISHED},
     )
     def delete(self, request, project_id: int, assignment_id: int, step_id: int):
-        assignment = _my_assignment(request, project_id, assignment_id)
-        if assignment.status != Assignment.Status.ASSIGNED:
-            return _finished(assignment)
-        step_label_clear(step=self._step(assignment, step_id), annotator=request.user)
+        target = label_target(user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id)
+        if not target.is_open:
+            return _finished_status(target.assignment_status)
+        step_label_clear(step_id=target.step_id, annotator_id=request.user.pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -292,7 +307,9 @@ class AssignmentSubmitView(APIView):
             200: shapes.AssignmentSerializer,
             400: BAD_REQUEST,
             409: FINISHED,
-            422: OpenApiResponse(shapes.ErrorSerializer, description="Steps are missing labels; the message says which."),
+            422: OpenApiResponse(
+                shapes.ErrorSerializer, description="Steps are missing labels; the message says which."
+            ),
         },
     )
     def post(self, request, project_id: int, assignment_id: int):
@@ -330,7 +347,9 @@ class AssignmentSkipView(APIView):
             return _bad_request(body.errors)
         try:
             assignment_skip(
-                assignment=assignment, reason=body.validated_data["reason"], flag_bad_problem=body.validated_data["flag"]
+                assignment=assignment,
+                reason=body.validated_data["reason"],
+                flag_bad_problem=body.validated_data["flag"],
             )
         except SubmitRejected:
             return _finished(assignment)
@@ -376,7 +395,9 @@ def _review_payload(solution: Solution, request: Request) -> dict:
                 "labels": dict(zip(names, row["labels"], strict=True)),
                 "mc": row["mc"],
                 "prm": row["prm"],
-                "gold": None if gold is None else {
+                "gold": None
+                if gold is None
+                else {
                     "value": gold.value,
                     "source": gold.source,
                     "origin": gold.origin,

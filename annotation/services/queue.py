@@ -9,32 +9,22 @@ from __future__ import annotations
 
 import random
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Assignment, GoldLabel, HumanLabel, LabelMode, Project, Solution, Step
+from annotation.models import Assignment, GoldLabel, HumanLabel, Item, LabelMode, Project, Solution, Step
 
 # Skipped assignments give their slot back to other annotators; hidden gold checks take none.
+# Solution.slots_taken counts the assignments that hold one, so the queue reads a column
+# instead of counting assignments per solution on every request.
 _HOLDS_A_SLOT = ~Q(status=Assignment.Status.SKIPPED) & Q(is_gold_check=False)
+_ATTEMPTS = 5
 
 
 class SubmitRejected(ValueError):
     pass
-
-
-def _slots_taken():
-    return Coalesce(
-        Subquery(
-            Assignment.objects.filter(_HOLDS_A_SLOT, solution=OuterRef("pk"))
-            .order_by()
-            .values("solution")
-            .annotate(n=Count("id"))
-            .values("n")[:1]
-        ),
-        0,
-    )
 
 
 def _gold_check_candidate(project: Project, annotator) -> Solution | None:
@@ -51,15 +41,87 @@ def _gold_check_candidate(project: Project, annotator) -> Solution | None:
     )
 
 
-def next_assignment(*, project: Project, annotator, exclude: Assignment | None = None, rng: random.Random | None = None) -> Assignment | None:
+def _take_slot_sql() -> str:
+    solution, item, assignment = Solution._meta.db_table, Item._meta.db_table, Assignment._meta.db_table
+    # One statement: pick the first open solution nobody is taking right now (SKIP LOCKED), take
+    # a slot only if one is still free in its latest version (the UPDATE re-checks after the
+    # lock), and create the assignment. A unique violation (the same annotator asking twice at
+    # once) rolls the whole statement back, counter included.
+    return f"""
+        WITH candidate AS (
+            SELECT s.id FROM {solution} s JOIN {item} i ON i.id = s.item_id
+            WHERE i.project_id = %(project)s AND s.slots_taken < %(overlap)s
+              AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.solution_id = s.id AND a.annotator_id = %(user)s)
+            ORDER BY s.priority DESC, s.id
+            LIMIT 1
+            FOR UPDATE OF s SKIP LOCKED
+        ), taken AS (
+            UPDATE {solution} AS s SET slots_taken = s.slots_taken + 1
+            FROM candidate WHERE s.id = candidate.id AND s.slots_taken < %(overlap)s
+            RETURNING s.id
+        ), created AS (
+            INSERT INTO {assignment} (solution_id, annotator_id, status, reason, is_gold_check, seconds_spent, created_at)
+            SELECT taken.id, %(user)s, %(status)s, '', false, 0, now() FROM taken
+            RETURNING id
+        )
+        SELECT (SELECT id FROM created), (SELECT COUNT(*) FROM candidate)
+    """
+
+
+def _take_slot_postgresql(project: Project, annotator) -> Assignment | None:
+    params = {
+        "project": project.pk,
+        "overlap": project.overlap,
+        "user": annotator.pk,
+        "status": Assignment.Status.ASSIGNED,
+    }
+    for _attempt in range(_ATTEMPTS):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_take_slot_sql(), params)
+                assignment_id, candidates = cursor.fetchone()
+        except IntegrityError:
+            continue  # this annotator took the same solution in another request a moment ago
+        if assignment_id is not None:
+            return Assignment.objects.select_related("solution__item").get(pk=assignment_id)
+        if candidates == 0:
+            return None  # nothing open for this annotator
+        # else the candidate filled up between the read and the update: take the next one
+    return None
+
+
+@transaction.atomic
+def _take_slot_orm(project: Project, annotator) -> Assignment | None:
+    """Any database (SQLite in development): the same steps, one query each."""
+    for candidate in (
+        Solution.objects.filter(item__project=project, slots_taken__lt=project.overlap)
+        .exclude(Exists(Assignment.objects.filter(solution=OuterRef("pk"), annotator=annotator)))
+        .order_by("-priority", "id")
+        .select_for_update(skip_locked=True, of=("self",))[:_ATTEMPTS]
+    ):
+        taken = Solution.objects.filter(pk=candidate.pk, slots_taken__lt=project.overlap).update(
+            slots_taken=F("slots_taken") + 1
+        )
+        if taken:
+            return Assignment.objects.create(solution=candidate, annotator=annotator)
+    return None
+
+
+def next_assignment(
+    *, project: Project, annotator, exclude: Assignment | None = None, rng: random.Random | None = None
+) -> Assignment | None:
     """The annotator's open assignment in `project`, else a new one; None when nothing is left.
 
     With probability `project.gold_rate` the new one is a hidden quality check (an adjudicated item).
     `exclude` skips one open assignment (the page being worked on, when fetching the next one ahead).
     """
-    open_assignments = Assignment.objects.filter(
-        annotator=annotator, solution__item__project=project, status=Assignment.Status.ASSIGNED
-    ).order_by("created_at", "id")
+    open_assignments = (
+        Assignment.objects.filter(
+            annotator=annotator, solution__item__project=project, status=Assignment.Status.ASSIGNED
+        )
+        .select_related("solution__item")
+        .order_by("created_at", "id")
+    )
     if exclude is not None:
         open_assignments = open_assignments.exclude(pk=exclude.pk)
     open_assignment = open_assignments.first()
@@ -69,19 +131,21 @@ def next_assignment(*, project: Project, annotator, exclude: Assignment | None =
         gold = _gold_check_candidate(project, annotator)
         if gold is not None:
             return Assignment.objects.create(solution=gold, annotator=annotator, is_gold_check=True)
-    with transaction.atomic():
-        candidate = (
-            Solution.objects.filter(item__project=project)
-            .exclude(Exists(Assignment.objects.filter(solution=OuterRef("pk"), annotator=annotator)))
-            .alias(taken=_slots_taken())
-            .filter(taken__lt=project.overlap)
-            .order_by("-priority", "id")
-            .select_for_update(skip_locked=True, of=("self",))
-            .first()
-        )
-        if candidate is None:
-            return None
-        return Assignment.objects.create(solution=candidate, annotator=annotator)
+    if connection.vendor == "postgresql":
+        return _take_slot_postgresql(project, annotator)
+    return _take_slot_orm(project, annotator)
+
+
+def solution_slots_recount(*, solution_ids: list[int]) -> None:
+    """Recount the slots of these solutions from their assignments (after edits outside the queue)."""
+    held = (
+        Assignment.objects.filter(_HOLDS_A_SLOT, solution=OuterRef("pk"))
+        .order_by()
+        .values("solution")
+        .annotate(n=Count("id"))
+        .values("n")[:1]
+    )
+    Solution.objects.filter(pk__in=solution_ids).update(slots_taken=Coalesce(Subquery(held), 0))
 
 
 def required_steps(assignment: Assignment) -> list[Step]:
@@ -104,9 +168,9 @@ def assignment_submit(*, assignment: Assignment, seconds_spent: int = 0, cannot_
     """Finish an assignment. Every required step must be labelled unless it is marked cannot-judge."""
     if assignment.status != Assignment.Status.ASSIGNED:
         raise SubmitRejected(f"this item is already {assignment.get_status_display().lower()}")
-    if cannot_judge_reason.strip():
-        assignment.status = Assignment.Status.CANNOT_JUDGE
-        assignment.reason = cannot_judge_reason.strip()
+    reason = cannot_judge_reason.strip()
+    if reason:
+        new_status = Assignment.Status.CANNOT_JUDGE
     else:
         needed = required_steps(assignment)
         labelled = set(
@@ -115,10 +179,18 @@ def assignment_submit(*, assignment: Assignment, seconds_spent: int = 0, cannot_
         missing = [step.index + 1 for step in needed if step.id not in labelled]
         if missing:
             raise SubmitRejected(f"label every step first: step {', '.join(map(str, missing))} has no label")
-        assignment.status = Assignment.Status.SUBMITTED
-    assignment.seconds_spent += max(0, int(seconds_spent))
-    assignment.finished_at = timezone.now()
-    assignment.save()
+        new_status = Assignment.Status.SUBMITTED
+    finished_at = timezone.now()
+    # Conditional and with F(): a second submit is refused, and heartbeats' seconds are kept.
+    changed = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ASSIGNED).update(
+        status=new_status,
+        reason=reason,
+        finished_at=finished_at,
+        seconds_spent=F("seconds_spent") + max(0, int(seconds_spent)),
+    )
+    if not changed:
+        raise SubmitRejected("this item is already finished")
+    assignment.refresh_from_db(fields=["status", "reason", "finished_at", "seconds_spent"])
     return assignment
 
 
@@ -126,13 +198,26 @@ def assignment_skip(*, assignment: Assignment, reason: str = "", flag_bad_proble
     """Skip (remembered: the item is not offered to this annotator again) or flag a broken problem."""
     if assignment.status != Assignment.Status.ASSIGNED:
         raise SubmitRejected(f"this item is already {assignment.get_status_display().lower()}")
-    assignment.status = Assignment.Status.FLAGGED if flag_bad_problem else Assignment.Status.SKIPPED
-    assignment.reason = reason.strip()
-    assignment.finished_at = timezone.now()
-    assignment.save()
+    new_status = Assignment.Status.FLAGGED if flag_bad_problem else Assignment.Status.SKIPPED
+    finished_at = timezone.now()
+    with transaction.atomic():
+        # Conditional, so two skips of one assignment at once release its slot only once.
+        changed = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ASSIGNED).update(
+            status=new_status, reason=reason.strip(), finished_at=finished_at
+        )
+        if not changed:
+            raise SubmitRejected("this item is already finished")
+        assignment.status, assignment.reason, assignment.finished_at = new_status, reason.strip(), finished_at
+        if new_status == Assignment.Status.SKIPPED and not assignment.is_gold_check:
+            # The slot goes back to other annotators; skips are remembered (the row stays).
+            Solution.objects.filter(pk=assignment.solution_id, slots_taken__gt=0).update(
+                slots_taken=F("slots_taken") - 1
+            )
     return assignment
 
 
 def assignment_add_time(*, assignment: Assignment, seconds: int) -> None:
     # F() so concurrent heartbeats from two tabs add up instead of overwriting each other.
-    Assignment.objects.filter(pk=assignment.pk).update(seconds_spent=F("seconds_spent") + max(0, min(int(seconds), 3600)))
+    Assignment.objects.filter(pk=assignment.pk).update(
+        seconds_spent=F("seconds_spent") + max(0, min(int(seconds), 3600))
+    )
