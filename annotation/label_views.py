@@ -10,13 +10,13 @@ import markdown
 import nh3
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.label_targets import label_target
 from annotation.models import Assignment, HumanLabel, Image, Membership
-from annotation.permissions import project_for_member
+from annotation.permissions import assignment_for_member, project_for_member
 from annotation.services.labels import LabelRejected, step_label_clear, step_label_set
 from annotation.services.queue import (
     SubmitRejected,
@@ -29,13 +29,7 @@ from annotation.visibility import sees_machine_hints, step_hints
 
 
 def _assignment_for(request: HttpRequest, project_id: int, assignment_id: int) -> Assignment:
-    project = project_for_member(request.user, project_id)
-    return get_object_or_404(
-        Assignment.objects.select_related("solution__item__project"),
-        pk=assignment_id,
-        annotator=request.user,
-        solution__item__project=project,
-    )
+    return assignment_for_member(request.user, project_id, assignment_id)
 
 
 @login_required

@@ -158,8 +158,7 @@ class Solution(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "key"], name="solution_unique_key_per_item"),
         ]
-        # The queue reads a project's open solutions in this order.
-        indexes = [models.Index(fields=["item", "slots_taken"], name="solution_queue")]
+
 
     def __str__(self) -> str:
         return f"solution {self.pk} of {self.item_id} by {self.policy_model}"

@@ -22,8 +22,12 @@ def prm_root() -> Path:
 
 
 def run_directory(run: TrainingRun) -> Path:
-    """Checkpoints and the final model of `run`; fixed per run, so a restarted job finds its checkpoints."""
-    return prm_root() / "runs" / f"run-{run.pk}"
+    """Checkpoints and the final model of `run`; fixed per run, so a restarted job finds its checkpoints.
+
+    The creation time is part of the name: ids start again after a database is reset, and a new
+    run must never resume an old run's checkpoints left on disk.
+    """
+    return prm_root() / "runs" / f"run-{run.pk}-{run.created_at:%Y%m%dT%H%M%S%f}"
 
 
 def training_run_start(*, project: Project, config: TrainConfig, merge_policy: MergePolicy, user=None) -> TrainingRun:

@@ -109,9 +109,10 @@ STEPMARK_DEFAULT_BACKBONE = env_path("STEPMARK_DEFAULT_BACKBONE", VAR_DIR / "mod
 STEPMARK_DEMO_DATA_DIR = env_path("STEPMARK_DEMO_DATA_DIR", BASE_DIR.parent / "shared" / "data")
 
 REST_FRAMEWORK = {
+    # Token first: API clients send it on every call and then never touch the session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "stepmark.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -113,7 +113,7 @@ def test_racing_writes_of_one_label_leave_one_row_and_a_consistent_history(write
     assert HumanLabel.objects.filter(step=step, annotator=alice).count() == 1
     history = _history(step, alice)
     assert history[0][0] is None and sum(old is None for old, _ in history) == 1, "created twice"
-    for (_, before), (after, _) in zip(history, history[1:]):
+    for (_, before), (after, _) in zip(history, history[1:], strict=False):
         assert before == after, f"history is not a chain: {history}"
     assert history[-1][1] == HumanLabel.objects.get(step=step, annotator=alice).value
     assert len(history) == sum(result.changed for result in results)

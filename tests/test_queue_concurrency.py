@@ -135,3 +135,16 @@ def test_priority_orders_the_queue_and_skips_are_remembered(make_user):
     # The skipped slot goes to someone else.
     other = make_user("p2")
     assert next_assignment(project=project, annotator=other).solution_id == high.id
+
+
+def test_the_portable_queue_path_keeps_the_same_rules(make_user):
+    """What SQLite runs (./run.sh): overlap respected, never twice to a person, slots counted."""
+    from annotation.services.queue import _take_slot_orm
+
+    project = Project.objects.create(name="portable", overlap=2)
+    first, second = make_solution(project, "a", ["x"]), make_solution(project, "b", ["x"])
+    users = [make_user(f"o{i}") for i in range(3)]
+    taken = [(user, _take_slot_orm(project, user)) for user in users for _ in range(2)]
+    by_user = {user.username: [a.solution_id for u, a in taken if u == user and a is not None] for user in users}
+    assert by_user == {"o0": [first.id, second.id], "o1": [first.id, second.id], "o2": []}
+    assert_slot_counts_match(project)

@@ -19,14 +19,15 @@ from rest_framework.views import APIView
 
 from annotation.api import labelling_serializers as shapes
 from annotation.label_targets import label_target
+from annotation.labelling_reads import item_images, steps_for_labelling
 from annotation.models import Assignment, HumanLabel, Item, Project, Solution, Step
-from annotation.permissions import project_for_member, project_role
+from annotation.permissions import assignment_for_member, project_for_member, project_role
 from annotation.progress import project_summary, user_project_summaries
 from annotation.review import review_queue, review_rows
 from annotation.review_views import project_for_reviewer
 from annotation.services.labels import LabelRejected, gold_label_set, step_label_clear, step_label_set
 from annotation.services.queue import SubmitRejected, assignment_skip, assignment_submit, next_assignment
-from annotation.visibility import sees_machine_hints, sees_reference_answer, step_hints
+from annotation.visibility import sees_machine_hints, sees_reference_answer
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 SOLUTION_ID = OpenApiParameter("solution_id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -52,7 +53,6 @@ def _finished_status(assignment_status: str) -> Response:
 
 
 def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
-    links = item.item_images.select_related("image").order_by("position")
     return {
         "id": item.id,
         "external_id": item.external_id,
@@ -62,35 +62,25 @@ def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
         "answer": item.answer if with_answer else None,
         "images": [
             {
-                "position": link.position,
-                "url": request.build_absolute_uri(reverse("image", kwargs={"sha256": link.image.sha256})),
-                "width": link.image.width,
-                "height": link.image.height,
+                "position": position,
+                "url": request.build_absolute_uri(reverse("image", kwargs={"sha256": sha256})),
+                "width": width,
+                "height": height,
             }
-            for link in links
+            for position, sha256, width, height in item_images(item_id=item.id)
         ],
     }
 
 
 def _solution_payload(solution: Solution, request: Request, project: Project) -> dict:
     """What a member sees of a solution: the problem and the steps, hints only where allowed."""
-    steps = list(solution.steps.order_by("index"))
-    show_hints = sees_machine_hints(request.user, project)
-    hints = step_hints([s.id for s in steps]) if show_hints else {}
+    with_hints = sees_machine_hints(request.user, project)
     return {
         "id": solution.id,
         "key": solution.key,
         "policy_model": solution.policy_model,
         "item": _item_payload(solution.item, request, with_answer=sees_reference_answer(request.user, project)),
-        "steps": [
-            {
-                "id": s.id,
-                "index": s.index,
-                "text": s.text,
-                "hints": hints.get(s.id, {}) if show_hints else None,
-            }
-            for s in steps
-        ],
+        "steps": steps_for_labelling(solution_id=solution.id, with_hints=with_hints),
     }
 
 
@@ -106,13 +96,7 @@ def _assignment_payload(assignment: Assignment) -> dict:
 
 
 def _my_assignment(request: Request, project_id: int, assignment_id: int) -> Assignment:
-    project = project_for_member(request.user, project_id)
-    return get_object_or_404(
-        Assignment.objects.select_related("solution__item__project"),
-        pk=assignment_id,
-        annotator=request.user,
-        solution__item__project=project,
-    )
+    return assignment_for_member(request.user, project_id, assignment_id)
 
 
 def _my_labels(assignment: Assignment) -> list[dict]:
@@ -229,7 +213,7 @@ class NextAssignmentView(APIView):
             "assignment": _assignment_payload(assignment),
             "solution": _solution_payload(assignment.solution, request, project),
         }
-        return Response(shapes.AssignmentWithSolutionSerializer(payload).data, status=status.HTTP_201_CREATED)
+        return Response(payload, status=status.HTTP_201_CREATED)  # shaped as AssignmentWithSolutionSerializer
 
 
 class AssignmentLabelsView(APIView):

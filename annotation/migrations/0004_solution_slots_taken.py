@@ -26,8 +26,4 @@ class Migration(migrations.Migration):
             """,
             migrations.RunSQL.noop,
         ),
-        migrations.AddIndex(
-            model_name='solution',
-            index=models.Index(fields=['item', 'slots_taken'], name='solution_queue'),
-        ),
     ]

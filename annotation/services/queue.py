@@ -14,7 +14,8 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Assignment, GoldLabel, HumanLabel, Item, LabelMode, Project, Solution, Step
+from annotation.labelling_reads import assignment_with_work, open_assignment_id, steps_with_labels
+from annotation.models import Assignment, GoldLabel, Item, LabelMode, Project, Solution, Step
 
 # Skipped assignments give their slot back to other annotators; hidden gold checks take none.
 # Solution.slots_taken counts the assignments that hold one, so the queue reads a column
@@ -83,7 +84,7 @@ def _take_slot_postgresql(project: Project, annotator) -> Assignment | None:
         except IntegrityError:
             continue  # this annotator took the same solution in another request a moment ago
         if assignment_id is not None:
-            return Assignment.objects.select_related("solution__item").get(pk=assignment_id)
+            return assignment_with_work(assignment_id=assignment_id, project=project, annotator=annotator)
         if candidates == 0:
             return None  # nothing open for this annotator
         # else the candidate filled up between the read and the update: take the next one
@@ -115,18 +116,11 @@ def next_assignment(
     With probability `project.gold_rate` the new one is a hidden quality check (an adjudicated item).
     `exclude` skips one open assignment (the page being worked on, when fetching the next one ahead).
     """
-    open_assignments = (
-        Assignment.objects.filter(
-            annotator=annotator, solution__item__project=project, status=Assignment.Status.ASSIGNED
-        )
-        .select_related("solution__item")
-        .order_by("created_at", "id")
+    open_id = open_assignment_id(
+        project_id=project.pk, annotator_id=annotator.pk, exclude_id=exclude.pk if exclude is not None else None
     )
-    if exclude is not None:
-        open_assignments = open_assignments.exclude(pk=exclude.pk)
-    open_assignment = open_assignments.first()
-    if open_assignment is not None:
-        return open_assignment
+    if open_id is not None:
+        return assignment_with_work(assignment_id=open_id, project=project, annotator=annotator)
     if project.gold_rate > 0 and (rng or random).random() < project.gold_rate:
         gold = _gold_check_candidate(project, annotator)
         if gold is not None:
@@ -148,18 +142,14 @@ def solution_slots_recount(*, solution_ids: list[int]) -> None:
     Solution.objects.filter(pk__in=solution_ids).update(slots_taken=Coalesce(Subquery(held), 0))
 
 
-def required_steps(assignment: Assignment) -> list[Step]:
+def _required(rows: list[tuple[int, int, int | None]], label_mode: str) -> list[tuple[int, int, int | None]]:
     """Steps that need a label before submitting: all, or up to the first incorrect one."""
-    steps = list(assignment.solution.steps.order_by("index"))
-    if assignment.solution.item.project.label_mode != LabelMode.FIRST_ERROR:
-        return steps
-    values = dict(
-        HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value")
-    )
+    if label_mode != LabelMode.FIRST_ERROR:
+        return rows
     needed = []
-    for step in steps:
-        needed.append(step)
-        if values.get(step.id) == -1:
+    for row in rows:
+        needed.append(row)
+        if row[2] == -1:
             break
     return needed
 
@@ -172,25 +162,39 @@ def assignment_submit(*, assignment: Assignment, seconds_spent: int = 0, cannot_
     if reason:
         new_status = Assignment.Status.CANNOT_JUDGE
     else:
-        needed = required_steps(assignment)
-        labelled = set(
-            HumanLabel.objects.filter(step__in=needed, annotator=assignment.annotator).values_list("step_id", flat=True)
-        )
-        missing = [step.index + 1 for step in needed if step.id not in labelled]
+        labels = steps_with_labels(solution_id=assignment.solution_id, annotator_id=assignment.annotator_id)
+        missing = [
+            index + 1
+            for _, index, value in _required(labels, assignment.solution.item.project.label_mode)
+            if value is None
+        ]
         if missing:
             raise SubmitRejected(f"label every step first: step {', '.join(map(str, missing))} has no label")
         new_status = Assignment.Status.SUBMITTED
     finished_at = timezone.now()
-    # Conditional and with F(): a second submit is refused, and heartbeats' seconds are kept.
-    changed = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ASSIGNED).update(
-        status=new_status,
-        reason=reason,
-        finished_at=finished_at,
-        seconds_spent=F("seconds_spent") + max(0, int(seconds_spent)),
-    )
-    if not changed:
+    # Conditional, so a second submit is refused; added, so heartbeats' seconds are kept.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Assignment._meta.db_table} SET status = %s, reason = %s, finished_at = %s, "
+            f"seconds_spent = seconds_spent + %s WHERE id = %s AND status = %s RETURNING seconds_spent",
+            [
+                new_status,
+                reason,
+                connection.ops.adapt_datetimefield_value(finished_at),
+                max(0, int(seconds_spent)),
+                assignment.pk,
+                Assignment.Status.ASSIGNED,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
         raise SubmitRejected("this item is already finished")
-    assignment.refresh_from_db(fields=["status", "reason", "finished_at", "seconds_spent"])
+    assignment.status, assignment.reason, assignment.finished_at, assignment.seconds_spent = (
+        new_status,
+        reason,
+        finished_at,
+        row[0],
+    )
     return assignment
 
 

@@ -1,0 +1,76 @@
+"""The plain-SQL reads behind the label save, next item and submit return what the ORM would."""
+
+import pytest
+from django.http import Http404
+
+from annotation.labelling_reads import assignment_with_work, item_images, steps_for_labelling, steps_with_labels
+from annotation.models import Assignment, AutoLabel, Item, Project, Role
+from annotation.permissions import assignment_for_member, project_for_member, project_role
+from annotation.services.labels import step_label_set
+from tests.factories import add_member, make_solution
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def work(make_user):
+    project = Project.objects.create(name="reads", overlap=1, guidelines="Be careful.")
+    solution = make_solution(project, "q1", ["first", "second", "third"])
+    item = solution.item
+    item.options = ["A) 1", "B) 2"]
+    item.metadata = {"subject": "geometry"}
+    item.save()
+    alice = make_user("alice")
+    add_member(project, alice, Role.REVIEWER)
+    assignment = Assignment.objects.create(solution=solution, annotator=alice)
+    return project, solution, alice, assignment
+
+
+def test_project_and_assignment_loaders_decode_fields_and_check_access(work, make_user):
+    project, solution, alice, assignment = work
+    loaded = project_for_member(alice, project.id)
+    assert (loaded.id, loaded.guidelines, loaded.overlap) == (project.id, "Be careful.", 1)
+    assert project_role(alice, loaded) == Role.REVIEWER
+
+    mine = assignment_for_member(alice, project.id, assignment.id)
+    assert mine.solution.item.options == ["A) 1", "B) 2"], "JSON fields must come back decoded"
+    assert mine.solution.item.metadata == {"subject": "geometry"}
+    assert mine.solution.item.project.name == "reads" and mine.status == Assignment.Status.ASSIGNED
+    assert mine.created_at == assignment.created_at
+
+    outsider, other_member = make_user("mallory"), make_user("bob")
+    add_member(project, other_member, Role.ANNOTATOR)
+    other_project = Project.objects.create(name="elsewhere")
+    for user, project_id in ((outsider, project.id), (other_member, project.id), (alice, other_project.id)):
+        with pytest.raises(Http404):
+            assignment_for_member(user, project_id, assignment.id)
+    with pytest.raises(Http404):
+        project_for_member(outsider, project.id)
+
+
+def test_steps_hints_images_and_labels(work):
+    project, solution, alice, assignment = work
+    steps = list(solution.steps.order_by("index"))
+    AutoLabel.objects.create(step=steps[1], kind="mc", source="mc-16", score=0.25, num_correct=4, num_total=16)
+    AutoLabel.objects.create(step=steps[1], kind="prm", source="prm-v1", score=0.8)
+    AutoLabel.objects.create(step=steps[2], kind="imported", source="dataset", score=1.0)
+
+    shown = steps_for_labelling(solution_id=solution.id, with_hints=True)
+    assert [s["text"] for s in shown] == ["first", "second", "third"]
+    assert shown[1]["hints"] == {
+        "mc": {"score": 0.25, "right": 4, "total": 16, "source": "mc-16"},
+        "prm": {"score": 0.8, "source": "prm-v1"},
+    }
+    assert shown[0]["hints"] == {} and shown[2]["hints"] == {}, "imported labels are not hints"
+    assert all(s["hints"] is None for s in steps_for_labelling(solution_id=solution.id, with_hints=False))
+
+    ((position, sha256, width, height),) = item_images(item_id=solution.item_id)
+    link = Item.objects.get(pk=solution.item_id).item_images.get()
+    assert (position, sha256, width, height) == (0, link.image.sha256, link.image.width, link.image.height)
+
+    step_label_set(step_id=steps[0].id, annotator_id=alice.id, value=-1)
+    assert steps_with_labels(solution_id=solution.id, annotator_id=alice.id) == [
+        (steps[0].id, 0, -1), (steps[1].id, 1, None), (steps[2].id, 2, None)
+    ]
+    loaded = assignment_with_work(assignment_id=assignment.id, project=project, annotator=alice)
+    assert loaded.solution.item.options == ["A) 1", "B) 2"] and loaded.solution.item.project is project
