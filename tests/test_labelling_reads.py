@@ -3,7 +3,12 @@
 import pytest
 from django.http import Http404
 
-from annotation.labelling_reads import assignment_with_work, item_images, steps_for_labelling, steps_with_labels
+from annotation.labelling_reads import (
+    assignment_with_work,
+    item_images,
+    steps_for_labelling,
+    steps_with_labels,
+)
 from annotation.models import Assignment, AutoLabel, Item, Project, Role
 from annotation.permissions import assignment_for_member, project_for_member, project_role
 from annotation.services.labels import step_label_set
