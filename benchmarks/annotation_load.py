@@ -444,24 +444,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=6, help="steps per solution")
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument(
-        "--think-ms", type=float, default=80,
-        help="mean pause before each request (0: back to back; with 50 clients latency is then 50/throughput)",
+        "--think-ms", type=float, nargs="+", default=[80],
+        help="mean pause before each request (0: back to back; with 50 clients latency is then 50/throughput); "
+        "several values run one after another and end with a table of rate against latency",
     )
-    # Django is CPU-bound under the GIL: one process per core plus one to cover DB waits,
-    # a few threads each so a worker blocked on PostgreSQL does not idle its core.
-    parser.add_argument("--workers", type=int, default=cores + 1)
-    parser.add_argument("--threads", type=int, default=4)
+    # Django is CPU-bound under the GIL: two processes per core, two threads each so a worker
+    # blocked on PostgreSQL does not idle its core (measured best on 2 cores among 2x6, 3x4, 4x2, 6x1).
+    parser.add_argument("--workers", type=int, default=2 * cores)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     if not database_url.startswith(("postgres://", "postgresql://")):
         raise SystemExit("DATABASE_URL must name a PostgreSQL database")
-    solutions = args.solutions or int(args.seconds * 600 / (args.steps * args.overlap)) + 200
     media = tempfile.mkdtemp(prefix="stepmark-load-")
     os.environ.update({"DATABASE_URL": database_url, "DEBUG": "false", "MEDIA_ROOT": media, "STATIC_ROOT": media})
     ensure_database(database_url)
     django_setup()
 
+    results = [run_once(args, think_ms=think, database_url=database_url, cores=cores, media=media) for think in args.think_ms]
+    shutil.rmtree(media, ignore_errors=True)
+    if len(results) > 1:
+        print(f"\n{'think ms':>9}{'saves/s':>9}{'save p50':>10}{'save p95':>10}{'next p95':>10}{'server CPU ms/req':>19}")
+        for r in results:
+            print(f"{r['think_ms']:>9.0f}{r['label_rate']:>9.0f}{r['p50']:>10.1f}{r['p95']:>10.1f}{r['next_p95']:>10.1f}{r['cpu_ms']:>19.1f}")
+    return 1 if any(r["failed"] for r in results) else 0
+
+
+def run_once(args, *, think_ms: float, database_url: str, cores: int, media: str) -> dict:
+    """One timed run on a fresh project; prints its figures and returns the headline ones."""
+    solutions = args.solutions or int(args.seconds * 600 / (args.steps * args.overlap)) + 200
     started = time.monotonic()
     project_id, tokens = build_project(
         solutions=solutions, steps_per_solution=args.steps, annotators=args.annotators, overlap=args.overlap
@@ -486,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             before["machine"], before["client"] = cpu_times(), time.process_time()
 
         clients = run_clients(
-            tokens, port=port, project_id=project_id, seconds=args.seconds, think=args.think_ms / 1000, tally=tally,
+            tokens, port=port, project_id=project_id, seconds=args.seconds, think=think_ms / 1000, tally=tally,
             on_start=on_start,
         )
         elapsed = asyncio.run(clients)
@@ -501,7 +513,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         stop_gunicorn(server)
-        shutil.rmtree(media, ignore_errors=True)
     checks = verify(project_id, tally)
 
     label_rate = len(tally.label_ms) / elapsed
@@ -509,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
           f"max {max(sampler.samples, default=0):.2f}, last {sampler.samples[-1] if sampler.samples else 0:.2f}")
     busy = (machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1])
     print(f"machine CPU busy {busy:.0%} of {cores} cores (everything on it, not only this benchmark); "
-          f"client CPU {client_cpu:.1f} s; think time {args.think_ms:.0f} ms mean")
+          f"client CPU {client_cpu:.1f} s; think time {think_ms:.0f} ms mean")
     requests = len(tally.label_ms) + len(tally.next_ms) + len(tally.submit_ms)
     print(f"server CPU: gunicorn {gunicorn_cpu:.1f} s, PostgreSQL backends {postgres_cpu:.1f} s = "
           f"{(gunicorn_cpu + postgres_cpu) * 1000 / max(1, requests):.1f} ms per request ({requests} requests)")
@@ -531,8 +542,11 @@ def main(argv: list[str] | None = None) -> int:
         "nothing lost" if broken == 0 else f"{broken} label problems",
     ]
     print("targets: " + "; ".join(verdict))
-    return 1 if broken or tally.errors else 0
-
+    return {
+        "think_ms": think_ms, "label_rate": label_rate, "p50": percentile(tally.label_ms, 50), "p95": p95,
+        "next_p95": percentile(tally.next_ms, 95), "cpu_ms": (gunicorn_cpu + postgres_cpu) * 1000 / max(1, requests),
+        "failed": bool(broken or tally.errors),
+    }
 
 if __name__ == "__main__":
     sys.exit(main())
