@@ -44,6 +44,7 @@ TARGET_P95_MS = 50.0
 TARGET_LABELS_PER_SECOND = 300.0
 LABEL_CHOICES = (1, 1, 1, 0, -1)  # mostly correct steps, as in real sets
 RELABEL_RATE = 0.1  # share of solutions where the annotator changes one label again
+STAGGER_SECONDS = 1.0  # annotators' first requests are spread over this long
 
 
 # ---------------------------------------------------------------- setup (Django, main process)
@@ -275,6 +276,9 @@ async def annotator(
         else:
             tally.unacknowledged.add(key)
 
+    # Annotators do not all ask for their first item in the same millisecond: spread the starts
+    # over the first second (measured all the same).
+    await asyncio.sleep(rng.uniform(0, STAGGER_SECONDS))
     try:
         while time.monotonic() < deadline:
             status, data = await timed(tally.next_ms, "next", "POST", f"{base}/next/")
