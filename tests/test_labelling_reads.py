@@ -2,6 +2,7 @@
 
 import pytest
 from django.http import Http404
+from django.urls import reverse
 
 from annotation.labelling_reads import (
     assignment_with_work,
@@ -9,7 +10,7 @@ from annotation.labelling_reads import (
     steps_for_labelling,
     steps_with_labels,
 )
-from annotation.models import Assignment, AutoLabel, Item, Project, Role
+from annotation.models import Assignment, AutoLabel, HumanLabel, Item, Project, Role
 from annotation.permissions import assignment_for_member, project_for_member, project_role
 from annotation.services.labels import step_label_set
 from tests.factories import add_member, make_solution
@@ -79,3 +80,17 @@ def test_steps_hints_images_and_labels(work):
     ]
     loaded = assignment_with_work(assignment_id=assignment.id, project=project, annotator=alice)
     assert loaded.solution.item.options == ["A) 1", "B) 2"] and loaded.solution.item.project is project
+
+
+def test_the_row_returned_after_a_save_shows_the_value_and_the_hints_recorded(work, client):
+    project, solution, alice, assignment = work
+    step = solution.steps.order_by("index")[1]
+    AutoLabel.objects.create(step=step, kind="mc", source="mc-16", score=0.5, num_correct=8, num_total=16)
+    client.force_login(alice)  # a reviewer: always sees machine hints
+    url = reverse("label-step", args=[project.id, assignment.id, step.id])
+    response = client.post(url, {"value": "-1"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f'id="step-{step.id}"' in html and 'data-value="-1"' in html and "is-incorrect" in html
+    assert "MC 0.50 (8/16)" in html and "second" in html
+    assert HumanLabel.objects.get(step=step, annotator=alice).shown_hints["mc"]["right"] == 8
