@@ -58,5 +58,5 @@ def test_every_jsonl_importer_names_the_field_where_json_broke(project, tmp_path
     (folder / "responses" / "M.jsonl").write_text('{"id": "1", "model": "m", "response": "a\\n\\nb", "model_answer": 2,, "correct": true}\n')
     with pytest.raises(DatasetImportError) as caught:
         dataset_import(project=project, format_name="mathv", path=folder)
-    assert (caught.value.line, caught.value.field) == (1, "model_answer")
+    assert (caught.value.file, caught.value.line, caught.value.field) == ("responses/M.jsonl", 1, "model_answer")
     assert "malformed JSON" in caught.value.message and Item.objects.count() == 0

@@ -64,8 +64,8 @@ def parse(source) -> Iterator[ParsedSolution]:
     if not response_files:
         raise DatasetImportError("no responses/*.jsonl files: nothing to import", file=folder.name)
     for responses_path in response_files:
-        for line, record in iter_json_records(responses_path):
-            file_label = f"{responses_dir.name}/{responses_path.name}"
+        file_label = f"{responses_dir.name}/{responses_path.name}"
+        for line, record in iter_json_records(responses_path, label=file_label):
             reader = RecordReader(record, file=file_label, line=line)
             question_id = reader.text("id")
             item = questions.get(question_id)

@@ -11,12 +11,13 @@ from typing import Any
 from annotation.formats.records import DatasetImportError
 
 
-def iter_json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_json_records(path: Path, *, label: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) from a .jsonl file, or (index + 1, object) from a .json array.
 
-    JSON lines are read one at a time, so memory does not grow with the file.
+    JSON lines are read one at a time, so memory does not grow with the file. Errors name the
+    file as `label` (default: its name), e.g. with the folder it sits in inside a dataset.
     """
-    name = path.name
+    name = label or path.name
     if path.suffix == ".json":
         yield from _iter_json_document(path)
         return

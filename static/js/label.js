@@ -104,6 +104,13 @@
   document.getElementById("show-keys").addEventListener("click", () => document.getElementById("keys-dialog").showModal());
   document.getElementById("show-guidelines").addEventListener("click", () => document.getElementById("guidelines-dialog").showModal());
 
+  // Form data carrying the page's CSRF token, for the posts made outside htmx.
+  function csrfForm() {
+    const body = new FormData();
+    body.append("csrfmiddlewaretoken", document.querySelector("[name=csrfmiddlewaretoken]").value);
+    return body;
+  }
+
   // Time on task: count seconds with recent input and a visible page; save it every 30 s.
   ["keydown", "mousemove", "click", "scroll"].forEach((type) => document.addEventListener(type, () => (lastInput = Date.now()), { passive: true }));
   let unsaved = 0;
@@ -112,8 +119,7 @@
   }, 1000);
   setInterval(() => {
     if (unsaved > 0 && !done) {
-      const body = new FormData(); body.append("seconds", String(unsaved));
-      body.append("csrfmiddlewaretoken", document.querySelector("[name=csrfmiddlewaretoken]").value);
+      const body = csrfForm(); body.append("seconds", String(unsaved));
       fetch(app.dataset.heartbeat, { method: "POST", body, credentials: "same-origin" });
       activeSeconds -= unsaved; unsaved = 0;
     }
@@ -122,9 +128,7 @@
   // Fetch the next item ahead (its page and images), so "submit & next" costs no wait.
   function prefetchNext() {
     if (done) return;
-    const body = new FormData();
-    body.append("csrfmiddlewaretoken", document.querySelector("[name=csrfmiddlewaretoken]").value);
-    fetch(app.dataset.prefetch, { method: "POST", body, credentials: "same-origin" })
+    fetch(app.dataset.prefetch, { method: "POST", body: csrfForm(), credentials: "same-origin" })
       .then((response) => (response.ok ? response.json() : { url: null, images: [] }))
       .then((next) => {
         [next.url, ...next.images].filter(Boolean).forEach((href) => {
