@@ -1,8 +1,10 @@
 """The assignment queue: each solution goes to `overlap` different annotators, never twice to one.
 
-Safe under concurrency on PostgreSQL: the candidate solution row is locked with
-`SELECT ... FOR UPDATE SKIP LOCKED` while its assignment is created, so two annotators
-asking at once never take the same last slot.
+Safe under concurrency on PostgreSQL: annotators asking at once pass over each other's
+candidate rows (`SELECT ... FOR UPDATE SKIP LOCKED`), and a slot is taken by a conditional
+UPDATE of the solution's `slots_taken` counter, which PostgreSQL re-checks on the row's latest
+version, so no solution ever goes past its overlap, even when a competing request commits
+between our read and our write.
 """
 
 from __future__ import annotations
