@@ -64,7 +64,9 @@
 
   document.addEventListener("submit", submitForms, true);
 
-  document.body.addEventListener("htmx:afterSwap", (event) => {
+  // After settling: htmx settles a swapped row's class attribute to the server's markup, which
+  // would drop the focus mark set any earlier.
+  document.body.addEventListener("htmx:afterSettle", () => {
     updateCount();
     focusRow(focused);
   });
