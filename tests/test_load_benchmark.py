@@ -20,7 +20,7 @@ def test_a_short_load_run_loses_nothing():
     command = [
         sys.executable, "benchmarks/annotation_load.py",
         "--seconds", "4", "--annotators", "6", "--solutions", "60", "--steps", "3", "--think-ms", "20",
-        "--workers", "2", "--threads", "2",
+        "--workers", "3",
     ]
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     output = result.stdout + result.stderr
