@@ -9,6 +9,7 @@ label are read in a single round trip instead of one query per check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 from django.db import connection
 from django.http import Http404
@@ -36,6 +37,7 @@ class LabelTarget:
         return self.assignment_status == Assignment.Status.ASSIGNED
 
 
+@cache
 def _sql() -> str:
     step, assignment, solution = Step._meta.db_table, Assignment._meta.db_table, Solution._meta.db_table
     item, project, membership = Item._meta.db_table, Project._meta.db_table, Membership._meta.db_table

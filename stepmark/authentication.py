@@ -8,6 +8,8 @@ Revoking a token or deactivating a user takes effect on the next request, as wit
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework import authentication, exceptions
@@ -16,6 +18,7 @@ from rest_framework.authtoken.models import Token
 from stepmark import rows
 
 
+@cache
 def _user_for_token_sql(user_model) -> str:
     return (
         f'SELECT {rows.columns(user_model, "u")} FROM "{Token._meta.db_table}" t '

@@ -9,10 +9,12 @@ with the same converters the ORM applies (JSON fields decoded, and so on).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 from django.db import connection, models
 
 
+@cache
 def columns(model: type[models.Model], alias: str) -> str:
     """`alias."col", ...` for every concrete field of `model`, in field order."""
     return ", ".join(f'{alias}."{field.column}"' for field in model._meta.concrete_fields)
@@ -22,16 +24,26 @@ def width(model: type[models.Model]) -> int:
     return len(model._meta.concrete_fields)
 
 
+@cache
+def _loader(model: type[models.Model], vendor: str) -> tuple[list[str], list[tuple]]:
+    """The attribute names and, per field, (column, converters) as the ORM's compiler would use."""
+    fields = model._meta.concrete_fields
+    converters = []
+    for field in fields:
+        column = field.cached_col
+        converters.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+    return [field.attname for field in fields], converters
+
+
 def instance(model: type[models.Model], values: Sequence) -> models.Model:
     """The model instance for one row slice read with `columns(model, ...)`."""
-    fields = model._meta.concrete_fields
+    attnames, converters = _loader(model, connection.vendor)
     converted = []
-    for field, value in zip(fields, values, strict=True):
-        column = field.cached_col
-        for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-            value = converter(value, column, connection)
+    for (column, functions), value in zip(converters, values, strict=True):
+        for function in functions:
+            value = function(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], converted)
+    return model.from_db(connection.alias, attnames, converted)
 
 
 def instances(row: Sequence, *model_list: type[models.Model]) -> list[models.Model]:

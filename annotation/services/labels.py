@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 
 from django.db import connection, transaction
 
@@ -71,6 +72,7 @@ def _label_upsert_orm(*, step_id: int, annotator_id: int, value: int, shown_hint
     return LabelWrite(value=value, previous=previous, changed=changed)
 
 
+@cache
 def _upsert_sql() -> str:
     label, change = HumanLabel._meta.db_table, LabelChange._meta.db_table
     # One statement, so one round trip and atomic without BEGIN/COMMIT: `old` locks the current

@@ -10,6 +10,7 @@ between our read and our write.
 from __future__ import annotations
 
 import random
+from functools import cache
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
@@ -44,6 +45,7 @@ def _gold_check_candidate(project: Project, annotator) -> Solution | None:
     )
 
 
+@cache
 def _take_slot_sql() -> str:
     solution, item, assignment = Solution._meta.db_table, Item._meta.db_table, Assignment._meta.db_table
     # One statement: pick the first open solution nobody is taking right now (SKIP LOCKED), take
