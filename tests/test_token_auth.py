@@ -32,7 +32,17 @@ def test_a_token_authenticates_its_user_and_nothing_else(make_user):
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Token"
 
 
-def test_revoking_or_deactivating_takes_effect_on_the_next_call(make_user):
+@pytest.fixture(autouse=True)
+def _forget_tokens():
+    from stepmark import authentication
+
+    authentication._recent.clear()
+    yield
+    authentication._recent.clear()
+
+
+def test_revoking_or_deactivating_takes_effect_on_the_next_call(make_user, settings):
+    settings.STEPMARK_TOKEN_CACHE_SECONDS = 0
     bob = make_user("bob")
     token = Token.objects.create(user=bob)
     assert _get(token.key).status_code == 200
@@ -44,3 +54,21 @@ def test_revoking_or_deactivating_takes_effect_on_the_next_call(make_user):
     key = token.key
     token.delete()
     assert _get(key).status_code == 401
+
+
+def test_a_remembered_token_is_forgotten_after_its_seconds(make_user, settings, monkeypatch):
+    from stepmark import authentication
+
+    settings.STEPMARK_TOKEN_CACHE_SECONDS = 2
+    carol = make_user("carol")
+    token = Token.objects.create(user=carol)
+    clock = [1000.0]
+    monkeypatch.setattr(authentication, "_clock", lambda: clock[0])
+    assert _get(token.key).status_code == 200
+    key = token.key
+    token.delete()
+    clock[0] += 1.5
+    assert _get(key).status_code == 200, "within its seconds the remembered token still answers"
+    clock[0] += 1.0
+    refused = _get(key)
+    assert refused.status_code == 401 and refused.json()["detail"] == "Invalid token."
