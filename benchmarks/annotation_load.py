@@ -405,12 +405,30 @@ class LoadSampler(threading.Thread):
             self.samples.append(os.getloadavg()[0])
 
 
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def cpu_times() -> tuple[float, float, float]:
+    """(busy, total, steal) jiffies of the whole machine, from /proc/stat.
+
+    Steal is time a virtual machine's cores waited for the host: when other guests load the host,
+    every request costs more CPU time, and the figures of this run are worse for it.
+    """
     with open("/proc/stat") as stat:
         fields = [float(value) for value in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
+    steal = fields[7] if len(fields) > 7 else 0.0
+    return sum(fields) - idle, sum(fields), steal
+
+
+def host_speed_ms() -> float:
+    """CPU milliseconds a fixed pure-Python loop takes: lower is a faster host.
+
+    On a shared virtual machine the same work costs more CPU time when neighbours load the
+    host's caches and memory (steal stays near zero); print it so runs can be compared.
+    """
+    started = time.process_time()
+    total = 0
+    for number in range(2_000_000):
+        total += number
+    return (time.process_time() - started) * 1000
 
 
 def process_cpu_seconds(pids: list[int]) -> float:
@@ -482,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_once(args, *, think_ms: float, database_url: str, cores: int, media: str) -> dict:
     """One timed run on a fresh project; prints its figures and returns the headline ones."""
     solutions = args.solutions or int(args.seconds * 600 / (args.steps * args.overlap)) + 200
+    speed_before = host_speed_ms()
     started = time.monotonic()
     project_id, tokens = build_project(
         solutions=solutions, steps_per_solution=args.steps, annotators=args.annotators, overlap=args.overlap
@@ -529,9 +548,13 @@ def run_once(args, *, think_ms: float, database_url: str, cores: int, media: str
     label_rate = len(tally.label_ms) / elapsed
     print(f"\nran {elapsed:.1f} s; {tally.submitted} assignments submitted; load average (1 min) during the run: "
           f"max {max(sampler.samples, default=0):.2f}, last {sampler.samples[-1] if sampler.samples else 0:.2f}")
-    busy = (machine_after[0] - machine_before[0]) / max(1.0, machine_after[1] - machine_before[1])
-    print(f"machine CPU busy {busy:.0%} of {cores} cores (everything on it, not only this benchmark); "
-          f"client CPU {client_cpu:.1f} s; think time {think_ms:.0f} ms mean")
+    total = max(1.0, machine_after[1] - machine_before[1])
+    busy = (machine_after[0] - machine_before[0]) / total
+    steal = (machine_after[2] - machine_before[2]) / total
+    print(f"machine CPU busy {busy:.0%} of {cores} cores (everything on it, not only this benchmark; "
+          f"{steal:.0%} stolen by the host); client CPU {client_cpu:.1f} s; think time {think_ms:.0f} ms mean")
+    print(f"host speed: a fixed Python loop took {speed_before:.0f} ms of CPU before the run, "
+          f"{host_speed_ms():.0f} ms after (lower is faster; compare runs by it)")
     requests = len(tally.label_ms) + len(tally.next_ms) + len(tally.submit_ms)
     print(f"server CPU: gunicorn {gunicorn_cpu:.1f} s, PostgreSQL backends {postgres_cpu:.1f} s = "
           f"{(gunicorn_cpu + postgres_cpu) * 1000 / max(1, requests):.1f} ms per request ({requests} requests)")
