@@ -140,8 +140,14 @@ def build_project(*, solutions: int, steps_per_solution: int, annotators: int, o
     with connection.cursor() as cursor:
         # Earlier runs' deleted rows and fresh tables: clear the dead rows and give the planner
         # real row counts, as autovacuum would on a server that has been running a while.
-        for model in (Item, Solution, Step, AutoLabel, Assignment, HumanLabel, LabelChange, Membership):
+        for model in (
+            Project, Item, ItemImage, Solution, Step, AutoLabel, Assignment, HumanLabel, LabelChange, Membership,
+            Token, User,
+        ):
             cursor.execute(f'VACUUM ANALYZE "{model._meta.db_table}"')
+        cursor.execute("SHOW autovacuum")
+        if cursor.fetchone()[0] != "on":
+            print("note: this PostgreSQL runs with autovacuum off; dead rows pile up during the run")
     return project.id, tokens
 
 
