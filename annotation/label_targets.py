@@ -14,10 +14,8 @@ from functools import cache
 from django.db import connection
 from django.http import Http404
 
-from annotation.models import Assignment, AutoLabel, Item, Membership, Project, Role, Solution, Step
-from annotation.visibility import hints_entry
-
-OVERSEER_ROLES = (Role.REVIEWER, Role.ADMIN)
+from annotation.models import Assignment, AutoLabel, Item, Membership, Project, Solution, Step
+from annotation.visibility import OVERSEER_ROLES, hints_entry
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,6 @@ from annotation.services.queue import (
 from annotation.visibility import sees_machine_hints, step_hints
 
 
-def _assignment_for(request: HttpRequest, project_id: int, assignment_id: int) -> Assignment:
-    return assignment_for_member(request.user, project_id, assignment_id)
-
-
 @login_required
 def next_item(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_member(request.user, project_id)
@@ -52,7 +48,7 @@ def _step_rows(assignment: Assignment, show_hints: bool) -> list[dict]:
 
 @login_required
 def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
-    assignment = _assignment_for(request, project_id, assignment_id)
+    assignment = assignment_for_member(request.user, project_id, assignment_id)
     solution = assignment.solution
     item = solution.item
     project = item.project
@@ -123,7 +119,7 @@ def _seconds(request: HttpRequest) -> int:
 @require_POST
 @login_required
 def submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
-    assignment = _assignment_for(request, project_id, assignment_id)
+    assignment = assignment_for_member(request.user, project_id, assignment_id)
     try:
         assignment_submit(
             assignment=assignment,
@@ -143,7 +139,7 @@ def submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpRes
 @require_POST
 @login_required
 def skip(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
-    assignment = _assignment_for(request, project_id, assignment_id)
+    assignment = assignment_for_member(request.user, project_id, assignment_id)
     try:
         assignment_skip(
             assignment=assignment,
@@ -158,7 +154,7 @@ def skip(request: HttpRequest, project_id: int, assignment_id: int) -> HttpRespo
 @require_POST
 @login_required
 def heartbeat(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
-    assignment = _assignment_for(request, project_id, assignment_id)
+    assignment = assignment_for_member(request.user, project_id, assignment_id)
     if assignment.status == Assignment.Status.ASSIGNED:
         assignment_add_time(assignment=assignment, seconds=_seconds(request))
     return HttpResponse(status=204)
@@ -212,7 +208,7 @@ def prefetch_next(request: HttpRequest, project_id: int, assignment_id: int) -> 
     """Reserve the item after this one and tell the page what to fetch ahead, so moving on costs no wait."""
     from django.http import JsonResponse
 
-    current = _assignment_for(request, project_id, assignment_id)
+    current = assignment_for_member(request.user, project_id, assignment_id)
     project = current.solution.item.project
     upcoming = next_assignment(project=project, annotator=request.user, exclude=current)
     if upcoming is None:

@@ -322,6 +322,11 @@ class Assignment(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    @property
+    def holds_slot(self) -> bool:
+        """Counts toward the solution's overlap: skips give their slot back, gold checks take none."""
+        return self.status != self.Status.SKIPPED and not self.is_gold_check
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["solution", "annotator"], name="assignment_once_per_annotator"),

@@ -8,17 +8,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation.models import Project, Role, Solution, Step
+from annotation.models import Project, Solution, Step
 from annotation.permissions import project_for_member, project_role
 from annotation.quality import gold_accuracy
 from annotation.review import review_queue, review_rows
 from annotation.services.labels import LabelRejected, gold_label_set
+from annotation.visibility import OVERSEER_ROLES
 
 
 def project_for_reviewer(user, project_id: int) -> Project:
     """Reviewers, admins and staff; other members get 403, outsiders 404."""
     project = project_for_member(user, project_id)
-    if not (user.is_staff or project_role(user, project) in (Role.REVIEWER, Role.ADMIN)):
+    if not (user.is_staff or project_role(user, project) in OVERSEER_ROLES):
         raise PermissionDenied("Only the project's reviewers may do this.")
     return project
 

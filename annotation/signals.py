@@ -11,5 +11,5 @@ from annotation.models import Assignment, Solution
 
 @receiver(post_delete, sender=Assignment, dispatch_uid="assignment_releases_slot")
 def assignment_releases_slot(sender, instance: Assignment, **kwargs) -> None:
-    if instance.status != Assignment.Status.SKIPPED and not instance.is_gold_check:
+    if instance.holds_slot:
         Solution.objects.filter(pk=instance.solution_id, slots_taken__gt=0).update(slots_taken=F("slots_taken") - 1)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from annotation.models import AutoLabel, Project, Role
 from annotation.permissions import project_role
 
+OVERSEER_ROLES = (Role.REVIEWER, Role.ADMIN)  # see machine hints and reference answers always
+
 
 def _oversees(user, project: Project) -> bool:
-    return bool(user.is_staff) or project_role(user, project) in (Role.REVIEWER, Role.ADMIN)
+    return bool(user.is_staff) or project_role(user, project) in OVERSEER_ROLES
 
 
 def sees_machine_hints(user, project: Project) -> bool:

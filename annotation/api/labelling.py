@@ -95,10 +95,6 @@ def _assignment_payload(assignment: Assignment) -> dict:
     }
 
 
-def _my_assignment(request: Request, project_id: int, assignment_id: int) -> Assignment:
-    return assignment_for_member(request.user, project_id, assignment_id)
-
-
 def _my_labels(assignment: Assignment) -> list[dict]:
     steps = list(assignment.solution.steps.order_by("index"))
     mine = dict(
@@ -224,7 +220,7 @@ class AssignmentLabelsView(APIView):
         responses={200: shapes.MyLabelsSerializer},
     )
     def get(self, request, project_id: int, assignment_id: int):
-        assignment = _my_assignment(request, project_id, assignment_id)
+        assignment = assignment_for_member(request.user, project_id, assignment_id)
         labels = _my_labels(assignment)
         payload = {
             "assignment": _assignment_payload(assignment),
@@ -297,7 +293,7 @@ class AssignmentSubmitView(APIView):
         },
     )
     def post(self, request, project_id: int, assignment_id: int):
-        assignment = _my_assignment(request, project_id, assignment_id)
+        assignment = assignment_for_member(request.user, project_id, assignment_id)
         if assignment.status != Assignment.Status.ASSIGNED:
             return _finished(assignment)
         body = shapes.SubmitRequestSerializer(data=request.data)
@@ -323,7 +319,7 @@ class AssignmentSkipView(APIView):
         responses={200: shapes.AssignmentSerializer, 400: BAD_REQUEST, 409: FINISHED},
     )
     def post(self, request, project_id: int, assignment_id: int):
-        assignment = _my_assignment(request, project_id, assignment_id)
+        assignment = assignment_for_member(request.user, project_id, assignment_id)
         if assignment.status != Assignment.Status.ASSIGNED:
             return _finished(assignment)
         body = shapes.SkipRequestSerializer(data=request.data)
