@@ -17,7 +17,8 @@ from django.views.decorators.http import require_POST
 from annotation.label_targets import label_target
 from annotation.models import Assignment, HumanLabel, Image, Membership
 from annotation.permissions import assignment_for_member, project_for_member
-from annotation.services.labels import LabelRejected, step_label_clear, step_label_set
+from annotation.services.label_save import AssignmentClosed, assignment_step_label_set
+from annotation.services.labels import LabelRejected, step_label_clear
 from annotation.services.queue import (
     SubmitRejected,
     assignment_add_time,
@@ -76,20 +77,28 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
 @require_POST
 @login_required
 def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_id: int) -> HttpResponse:
-    target = label_target(user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id)
-    if not target.is_open:
-        return HttpResponse("This item is already finished.", status=409)
     raw = request.POST.get("value", "")
     try:
         if raw == "":
+            target = label_target(
+                user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id
+            )
+            if not target.is_open:
+                raise AssignmentClosed(target.assignment_status)
             step_label_clear(step_id=target.step_id, annotator_id=request.user.pk)
             value = None
         else:
-            write = step_label_set(
-                step_id=target.step_id, annotator_id=request.user.pk, value=int(raw), shown_hints=target.hints
+            saved = assignment_step_label_set(
+                user=request.user,
+                project_id=project_id,
+                assignment_id=assignment_id,
+                step_id=step_id,
+                value=_int_or_text(raw),  # not a number: rejected after the access checks
             )
-            value = write.value
-    except (ValueError, LabelRejected) as exc:
+            target, value = saved.target, saved.write.value
+    except AssignmentClosed:
+        return HttpResponse("This item is already finished.", status=409)
+    except LabelRejected as exc:
         return HttpResponse(f"Bad label: {exc}", status=400)
     if not request.headers.get("HX-Request"):
         return redirect("label", project_id=project_id, assignment_id=assignment_id)
@@ -107,6 +116,13 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
         "done": False,
     }
     return render(request, "annotation/label.html#step-row", context)
+
+
+def _int_or_text(raw: str) -> int | str:
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
 
 
 def _seconds(request: HttpRequest) -> int:

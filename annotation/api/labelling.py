@@ -25,7 +25,8 @@ from annotation.permissions import assignment_for_member, project_for_member, pr
 from annotation.progress import project_summary, user_project_summaries
 from annotation.review import review_queue, review_rows
 from annotation.review_views import project_for_reviewer
-from annotation.services.labels import LabelRejected, gold_label_set, step_label_clear, step_label_set
+from annotation.services.label_save import AssignmentClosed, assignment_step_label_set
+from annotation.services.labels import LabelRejected, gold_label_set, step_label_clear
 from annotation.services.queue import SubmitRejected, assignment_skip, assignment_submit, next_assignment
 from annotation.visibility import sees_machine_hints, sees_reference_answer
 
@@ -41,6 +42,19 @@ def _bad_request(errors: dict) -> Response:
     field, messages = next(iter(errors.items()))
     message = messages[0] if isinstance(messages, list) and messages else messages
     return Response({"error": f"{field}: {message}", "field": field}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _label_value(data):
+    """The `value` of a label request body: a JSON number, or its text from a form.
+
+    Parsed by hand rather than by LabelValueSerializer (which documents it), as this runs on every
+    click; what is not a label value is passed on as it came, and the service rejects it after
+    the access checks, so outsiders get 404 whatever they send.
+    """
+    value = data.get("value") if hasattr(data, "get") else None
+    if isinstance(value, str) and value.strip() in {"-1", "0", "1"}:
+        return int(value)
+    return value
 
 
 def _finished(assignment: Assignment) -> Response:
@@ -231,8 +245,8 @@ class AssignmentLabelsView(APIView):
 
 
 class AssignmentStepLabelView(APIView):
-    # The request annotators make most: one query checks access and reads the step and its hints
-    # (label_target), one statement writes the label and its history (step_label_set).
+    # The request annotators make most: on PostgreSQL one statement checks access, reads the
+    # hints to record and writes the label and its history (assignment_step_label_set).
 
     @extend_schema(
         operation_id="assignment_step_label_set",
@@ -242,23 +256,20 @@ class AssignmentStepLabelView(APIView):
         responses={200: shapes.MyLabelSerializer, 400: BAD_REQUEST, 409: FINISHED},
     )
     def put(self, request, project_id: int, assignment_id: int, step_id: int):
-        target = label_target(user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id)
-        if not target.is_open:
-            return _finished_status(target.assignment_status)
-        body = shapes.LabelValueSerializer(data=request.data)
-        if not body.is_valid():
-            return _bad_request(body.errors)
-        # Record the hints the annotator was shown, as the page does (anchoring analysis).
         try:
-            label = step_label_set(
-                step_id=target.step_id,
-                annotator_id=request.user.pk,
-                value=body.validated_data["value"],
-                shown_hints=target.hints,
+            saved = assignment_step_label_set(
+                user=request.user,
+                project_id=project_id,
+                assignment_id=assignment_id,
+                step_id=step_id,
+                value=_label_value(request.data),
             )
+        except AssignmentClosed as exc:
+            return _finished_status(exc.status)
         except LabelRejected as exc:
-            return Response({"error": str(exc), "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({"step_id": target.step_id, "index": target.step_index, "value": label.value})
+            return Response({"error": f"value: {exc}", "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
+        target = saved.target
+        return Response({"step_id": target.step_id, "index": target.step_index, "value": saved.write.value})
 
     @extend_schema(
         operation_id="assignment_step_label_clear",

@@ -15,8 +15,9 @@ class LabelRejected(ValueError):
     pass
 
 
-def _check_value(value: int) -> int:
-    if isinstance(value, bool) or value not in LABEL_VALUES:
+def check_label_value(value: int) -> int:
+    """The label value as an int; LabelRejected unless it is -1, 0 or 1 (booleans are not labels)."""
+    if type(value) is not int or value not in LABEL_VALUES:  # bool and float are not labels
         raise LabelRejected(f"label value {value!r} is not one of -1, 0, 1")
     return int(value)
 
@@ -34,7 +35,7 @@ def step_label_set(*, step_id: int, annotator_id: int, value: int, shown_hints: 
     Every change of value is kept in the history (who, when, from, to). `shown_hints` records the
     machine hints the annotator was shown; None leaves those of an existing label as they were.
     """
-    value = _check_value(value)
+    value = check_label_value(value)
     if connection.vendor == "postgresql":
         for _attempt in range(3):
             write = _label_upsert_postgresql(
@@ -143,7 +144,7 @@ def step_label_clear(*, step_id: int, annotator_id: int) -> None:
 @transaction.atomic
 def gold_label_set(*, step: Step, reviewer, value: int) -> GoldLabel:
     """A reviewer's adjudicated label of `step` (replaces an imported or earlier gold label)."""
-    value = _check_value(value)
+    value = check_label_value(value)
     gold = GoldLabel.objects.select_for_update().filter(step=step).first()
     old = gold.value if gold else None
     if gold is None:
