@@ -355,6 +355,22 @@ def test_a_step_of_another_solution_is_404(team):
     assert response.status_code == 404 and not HumanLabel.objects.exists()
 
 
+def test_assignment_payloads_match_the_documented_serializer(team):
+    """next and submit build their assignment dicts by hand; they must read as AssignmentSerializer writes."""
+    from annotation.api.labelling_serializers import AssignmentSerializer
+    from annotation.models import Assignment
+
+    ann1 = team.client("ann1")
+    taken = take_next(ann1, team)
+    label_all(ann1, team, taken, [1, 1, 1])
+    done = submit(ann1, team, taken["assignment"]["id"], seconds=7).json()
+    stored = Assignment.objects.get(id=taken["assignment"]["id"])
+    expected = dict(AssignmentSerializer(stored).data)
+    assert done == expected
+    assert taken["assignment"] | {"status": "submitted", "seconds_spent": 7, "finished_at": done["finished_at"]} == expected
+    assert done["finished_at"] is not None
+
+
 def test_submit_with_missing_steps_is_422_with_the_message(team):
     ann1 = team.client("ann1")
     taken = take_next(ann1, team)

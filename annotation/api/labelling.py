@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -98,14 +98,21 @@ def _solution_payload(solution: Solution, request: Request, project: Project) ->
     }
 
 
+_TIMESTAMP = serializers.DateTimeField()  # formats as the documented serializers do
+
+
 def _assignment_payload(assignment: Assignment) -> dict:
-    # is_gold_check is left out on purpose: quality checks are hidden from the annotator.
+    """AssignmentSerializer's shape, built directly: next and submit run once per item per annotator.
+
+    is_gold_check is left out on purpose: quality checks are hidden from the annotator.
+    """
+    finished_at = assignment.finished_at
     return {
         "id": assignment.id,
         "status": assignment.status,
         "seconds_spent": assignment.seconds_spent,
-        "created_at": assignment.created_at,
-        "finished_at": assignment.finished_at,
+        "created_at": _TIMESTAMP.to_representation(assignment.created_at),
+        "finished_at": None if finished_at is None else _TIMESTAMP.to_representation(finished_at),
     }
 
 
@@ -318,7 +325,7 @@ class AssignmentSubmitView(APIView):
             )
         except SubmitRejected as exc:
             return Response({"error": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(shapes.AssignmentSerializer(_assignment_payload(assignment)).data)
+        return Response(_assignment_payload(assignment))  # shaped as AssignmentSerializer
 
 
 class AssignmentSkipView(APIView):
@@ -344,7 +351,7 @@ class AssignmentSkipView(APIView):
             )
         except SubmitRejected:
             return _finished(assignment)
-        return Response(shapes.AssignmentSerializer(_assignment_payload(assignment)).data)
+        return Response(_assignment_payload(assignment))  # shaped as AssignmentSerializer
 
 
 # --- review ---------------------------------------------------------------------------------
