@@ -174,6 +174,6 @@ def test_racing_saves_of_one_label_leave_one_row_and_a_chain_of_history(work):
     assert HumanLabel.objects.filter(step=first, annotator=alice).count() == 1
     history = list(LabelChange.objects.filter(step=first, annotator=alice).order_by("id"))
     assert history[0].old_value is None
-    assert all(a.new_value == b.old_value for a, b in zip(history, history[1:])), "history is not a chain"
+    assert all(a.new_value == b.old_value for a, b in zip(history, history[1:], strict=False)), "history is not a chain"
     assert history[-1].new_value == HumanLabel.objects.get(step=first, annotator=alice).value
     assert len(history) == sum(write.changed for write in results)
