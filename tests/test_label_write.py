@@ -117,3 +117,19 @@ def test_racing_writes_of_one_label_leave_one_row_and_a_consistent_history(write
         assert before == after, f"history is not a chain: {history}"
     assert history[-1][1] == HumanLabel.objects.get(step=step, annotator=alice).value
     assert len(history) == sum(result.changed for result in results)
+
+
+@pytest.mark.django_db
+def test_lookups_of_a_steps_labels_use_the_unique_index():
+    """HumanLabel.step has no index of its own (migration 0005): the (step, annotator) one serves."""
+    sql, params = HumanLabel.objects.filter(step_id=1).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s ORDER BY indexname", [HumanLabel._meta.db_table]
+        )
+        indexes = [row[0] for row in cursor.fetchall()]
+    assert "humanlabel_one_per_annotator" in plan, plan
+    assert len(indexes) == 3, indexes  # primary key, annotator, unique (step, annotator)
