@@ -356,19 +356,34 @@ def test_a_step_of_another_solution_is_404(team):
 
 
 def test_assignment_payloads_match_the_documented_serializer(team):
-    """next and submit build their assignment dicts by hand; they must read as AssignmentSerializer writes."""
+    """next, label and submit build their answers by hand; they must read as DRF would write them."""
+    from rest_framework.renderers import JSONRenderer
+
     from annotation.api.labelling_serializers import AssignmentSerializer
     from annotation.models import Assignment
 
     ann1 = team.client("ann1")
     taken = take_next(ann1, team)
+    step_id = taken["solution"]["steps"][0]["id"]
+    labelled = ann1.put(label_url(team, taken["assignment"]["id"], step_id), {"value": -1}, format="json")
+    assert labelled["Content-Type"] == "application/json"
+    assert labelled.content == JSONRenderer().render({"step_id": step_id, "index": 0, "value": -1})
     label_all(ann1, team, taken, [1, 1, 1])
-    done = submit(ann1, team, taken["assignment"]["id"], seconds=7).json()
+    done = submit(ann1, team, taken["assignment"]["id"], seconds=7)
     stored = Assignment.objects.get(id=taken["assignment"]["id"])
     expected = dict(AssignmentSerializer(stored).data)
-    assert done == expected
-    assert taken["assignment"] | {"status": "submitted", "seconds_spent": 7, "finished_at": done["finished_at"]} == expected
-    assert done["finished_at"] is not None
+    assert done.content == JSONRenderer().render(expected)
+    assert taken["assignment"] | {"status": "submitted", "seconds_spent": 7, "finished_at": expected["finished_at"]} == expected
+    assert expected["finished_at"] is not None
+
+
+def test_the_browsable_api_still_renders_label_saves_as_html(team):
+    ann1 = team.client("ann1")
+    taken = take_next(ann1, team)
+    step_id = taken["solution"]["steps"][0]["id"]
+    page = ann1.put(label_url(team, taken["assignment"]["id"], step_id), {"value": 1}, format="json", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert b"&quot;value&quot;: 1" in page.content or b'"value": 1' in page.content
 
 
 def test_submit_with_missing_steps_is_422_with_the_message(team):

@@ -7,12 +7,15 @@ gold labels (403 for annotators); outsiders are told the project does not exist 
 
 from __future__ import annotations
 
+import orjson
 from django.db.models import Prefetch
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -55,6 +58,18 @@ def _label_value(data):
     if isinstance(value, str) and value.strip() in {"-1", "0", "1"}:
         return int(value)
     return value
+
+
+def _small_json(request: Request, payload: dict) -> HttpResponse:
+    """`payload` (numbers and plain ASCII words only) as JSON, rendered directly for JSON clients.
+
+    The label save and submit answer every click with a few numbers; DRF's Response would
+    render the same bytes through its template-response machinery. Browsers of the browsable
+    API still get its HTML page.
+    """
+    if isinstance(request.accepted_renderer, JSONRenderer):
+        return HttpResponse(orjson.dumps(payload), content_type="application/json")
+    return Response(payload)
 
 
 def _finished(assignment: Assignment) -> Response:
@@ -276,7 +291,7 @@ class AssignmentStepLabelView(APIView):
         except LabelRejected as exc:
             return Response({"error": f"value: {exc}", "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
         target = saved.target
-        return Response({"step_id": target.step_id, "index": target.step_index, "value": saved.write.value})
+        return _small_json(request, {"step_id": target.step_id, "index": target.step_index, "value": saved.write.value})
 
     @extend_schema(
         operation_id="assignment_step_label_clear",
@@ -325,7 +340,7 @@ class AssignmentSubmitView(APIView):
             )
         except SubmitRejected as exc:
             return Response({"error": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
-        return Response(_assignment_payload(assignment))  # shaped as AssignmentSerializer
+        return _small_json(request, _assignment_payload(assignment))  # shaped as AssignmentSerializer
 
 
 class AssignmentSkipView(APIView):
