@@ -132,10 +132,31 @@ class ItemImage(models.Model):
         ]
 
 
+class SolutionQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        _fill_project(objs)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+def _fill_project(solutions: list[Solution], *, refresh: bool = False) -> None:
+    """Copy each solution's project from its item (one query for those whose item is not loaded)."""
+    missing = [s for s in solutions if refresh or s.project_id is None]
+    unloaded = {s.item_id for s in missing if not Solution.item.is_cached(s)}
+    projects = dict(Item.objects.filter(pk__in=unloaded).values_list("pk", "project_id")) if unloaded else {}
+    for solution in missing:
+        solution.project_id = solution.item.project_id if Solution.item.is_cached(solution) else projects[solution.item_id]
+
+
 class Solution(models.Model):
     """One policy model's response to an item, split into steps."""
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="solutions")
+    # The item's project, copied so the assignment queue has a per-project index to walk (items
+    # never change project). Filled from the item on save and bulk_create; deleted with the item.
+    project = models.ForeignKey(
+        Project, on_delete=models.DO_NOTHING, related_name="+", editable=False, db_index=False
+    )
     key = models.CharField(
         max_length=200,
         help_text="Identity of this solution within its item (source id, or a hash of model and steps).",
@@ -151,13 +172,26 @@ class Solution(models.Model):
         editable=False,
         help_text="Assignments holding one of the project's `overlap` slots (not skipped, not gold checks).",
     )
+    # True while the queue may offer it: slots_taken < the project's overlap. Exact after a slot
+    # is taken; set true when one is given back (a stale true is corrected by the next take).
+    queue_open = models.BooleanField(db_default=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SolutionQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["item", "key"], name="solution_unique_key_per_item"),
         ]
+        indexes = [
+            # The queue: a project's open solutions, highest priority first, then in import order.
+            models.Index(fields=["project", "-priority", "id"], name="solution_queue", condition=Q(queue_open=True)),
+        ]
+
+    def save(self, *args, **kwargs):
+        _fill_project([self], refresh=True)  # also after an edit moved it to another item
+        super().save(*args, **kwargs)
 
 
     def __str__(self) -> str:

@@ -57,10 +57,14 @@ def test_concurrent_annotators_never_exceed_overlap(make_user):
 
 
 def assert_slot_counts_match(project):
-    """Solution.slots_taken is what the queue reads: it must equal the assignments holding a slot."""
+    """Solution.slots_taken is what the queue reads: it must equal the assignments holding a slot,
+    and the queue's open flag must say whether a slot is left."""
+    project.refresh_from_db()
     for solution in Solution.objects.filter(item__project=project):
         held = solution.assignments.exclude(status=Assignment.Status.SKIPPED).filter(is_gold_check=False).count()
         assert solution.slots_taken == held, f"solution {solution.id}: counter {solution.slots_taken}, held {held}"
+        assert solution.queue_open == (held < project.overlap), f"solution {solution.id}: open flag is wrong"
+        assert solution.project_id == project.id
 
 
 def _ask_and_skip(project_id: int, user_id: int, barrier: threading.Barrier, errors: list):

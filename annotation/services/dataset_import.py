@@ -311,6 +311,7 @@ class _BatchWriter:
         solutions = [
             Solution(
                 item_id=self.item_ids[parsed.item.external_id],
+                project_id=self.project.pk,
                 key=parsed.key,
                 policy_model=parsed.policy_model,
                 response=parsed.response,
@@ -381,7 +382,7 @@ class _BatchWriter:
         imported = GoldLabel.Source.IMPORTED.value
         for solution_id, parsed in zip(solution_ids, new, strict=True):
             solution_rows.append((
-                solution_id, self.item_ids[parsed.item.external_id], parsed.key, parsed.policy_model,
+                solution_id, self.item_ids[parsed.item.external_id], self.project.pk, parsed.key, parsed.policy_model,
                 parsed.response, parsed.final_answer, parsed.is_correct, json.dumps(parsed.metadata), priority, now,
             ))
             gold, auto = parsed.gold, parsed.auto
@@ -394,7 +395,7 @@ class _BatchWriter:
                     auto_rows.append((
                         step_id, label.kind, label.source, label.score, label.value, label.num_correct, label.num_total, now,
                     ))
-        self._copy(Solution, ("id", "item_id", "key", "policy_model", "response", "final_answer", "is_correct",
+        self._copy(Solution, ("id", "item_id", "project_id", "key", "policy_model", "response", "final_answer", "is_correct",
                               "metadata", "priority", "created_at"), solution_rows)
         self._copy(Step, ("id", "solution_id", "index", "text"), step_rows)
         self._copy(GoldLabel, ("step_id", "value", "source", "origin", "created_at", "updated_at"), gold_rows)

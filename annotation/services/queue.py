@@ -13,12 +13,12 @@ import random
 from functools import cache
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.labelling_reads import assignment_with_work, open_assignment_id, steps_with_labels
-from annotation.models import Assignment, GoldLabel, Item, LabelMode, Project, Solution, Step
+from annotation.models import Assignment, GoldLabel, LabelMode, Project, Solution, Step
 
 # Skipped assignments give their slot back to other annotators; hidden gold checks take none.
 # Solution.slots_taken counts the assignments that hold one, so the queue reads a column
@@ -47,22 +47,29 @@ def _gold_check_candidate(project: Project, annotator) -> Solution | None:
 
 @cache
 def _take_slot_sql() -> str:
-    solution, item, assignment = Solution._meta.db_table, Item._meta.db_table, Assignment._meta.db_table
-    # One statement: pick the first open solution nobody is taking right now (SKIP LOCKED), take
-    # a slot only if one is still free in its latest version (the UPDATE re-checks after the
-    # lock), and create the assignment. A unique violation (the same annotator asking twice at
-    # once) rolls the whole statement back, counter included.
+    solution, assignment = Solution._meta.db_table, Assignment._meta.db_table
+    # One statement: walk the project's open solutions in queue order on their own partial index
+    # (solution_queue) to the first one nobody is taking right now (SKIP LOCKED) and this
+    # annotator has not had; take a slot only if one is still free in its latest version (the
+    # UPDATE re-checks after the lock), closing it when that was the last; create the
+    # assignment. A candidate found full (its open flag was stale) is closed instead. A unique
+    # violation (the same annotator asking twice at once) rolls the whole statement back.
     return f"""
         WITH candidate AS (
-            SELECT s.id FROM {solution} s JOIN {item} i ON i.id = s.item_id
-            WHERE i.project_id = %(project)s AND s.slots_taken < %(overlap)s
+            SELECT s.id FROM {solution} s
+            WHERE s.project_id = %(project)s AND s.queue_open
               AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.solution_id = s.id AND a.annotator_id = %(user)s)
             ORDER BY s.priority DESC, s.id
             LIMIT 1
             FOR UPDATE OF s SKIP LOCKED
         ), taken AS (
-            UPDATE {solution} AS s SET slots_taken = s.slots_taken + 1
+            UPDATE {solution} AS s
+            SET slots_taken = s.slots_taken + 1, queue_open = s.slots_taken + 1 < %(overlap)s
             FROM candidate WHERE s.id = candidate.id AND s.slots_taken < %(overlap)s
+            RETURNING s.id
+        ), closed AS (
+            UPDATE {solution} AS s SET queue_open = false
+            FROM candidate WHERE s.id = candidate.id AND s.slots_taken >= %(overlap)s
             RETURNING s.id
         ), created AS (
             INSERT INTO {assignment} (solution_id, annotator_id, status, reason, is_gold_check, seconds_spent, created_at)
@@ -91,7 +98,7 @@ def _take_slot_postgresql(project: Project, annotator) -> Assignment | None:
             return assignment_with_work(assignment_id=assignment_id, project=project, annotator=annotator)
         if candidates == 0:
             return None  # nothing open for this annotator
-        # else the candidate filled up between the read and the update: take the next one
+        # else the candidate was full (now closed) or filled up between the read and the update
     return None
 
 
@@ -99,16 +106,18 @@ def _take_slot_postgresql(project: Project, annotator) -> Assignment | None:
 def _take_slot_orm(project: Project, annotator) -> Assignment | None:
     """Any database (SQLite in development): the same steps, one query each."""
     for candidate in (
-        Solution.objects.filter(item__project=project, slots_taken__lt=project.overlap)
+        Solution.objects.filter(project=project, queue_open=True)
         .exclude(Exists(Assignment.objects.filter(solution=OuterRef("pk"), annotator=annotator)))
         .order_by("-priority", "id")
         .select_for_update(skip_locked=True, of=("self",))[:_ATTEMPTS]
     ):
         taken = Solution.objects.filter(pk=candidate.pk, slots_taken__lt=project.overlap).update(
-            slots_taken=F("slots_taken") + 1
+            slots_taken=F("slots_taken") + 1,
+            queue_open=ExpressionWrapper(Q(slots_taken__lt=project.overlap - 1), output_field=BooleanField()),
         )
         if taken:
             return Assignment.objects.create(solution=candidate, annotator=annotator)
+        Solution.objects.filter(pk=candidate.pk).update(queue_open=False)  # found full: close it
     return None
 
 
@@ -144,6 +153,22 @@ def solution_slots_recount(*, solution_ids: list[int]) -> None:
         .values("n")[:1]
     )
     Solution.objects.filter(pk__in=solution_ids).update(slots_taken=Coalesce(Subquery(held), 0))
+    overlap = Project.objects.filter(pk=OuterRef("project_id")).values("overlap")[:1]
+    Solution.objects.filter(pk__in=solution_ids).update(
+        queue_open=ExpressionWrapper(Q(slots_taken__lt=Subquery(overlap)), output_field=BooleanField())
+    )
+
+
+def project_queue_reopen(*, project_id: int, overlap: int) -> None:
+    """Set each solution's open flag from its slots after the project's overlap changed."""
+    solutions = Solution.objects.filter(project_id=project_id)
+    solutions.filter(slots_taken__lt=overlap, queue_open=False).update(queue_open=True)
+    solutions.filter(slots_taken__gte=overlap, queue_open=True).update(queue_open=False)
+
+
+def solution_slot_release(*, solution_id: int) -> None:
+    """Give a slot back (a skip, a deleted assignment): the solution is offered again."""
+    Solution.objects.filter(pk=solution_id, slots_taken__gt=0).update(slots_taken=F("slots_taken") - 1, queue_open=True)
 
 
 def _required(rows: list[tuple[int, int, int | None]], label_mode: str) -> list[tuple[int, int, int | None]]:
@@ -218,9 +243,7 @@ def assignment_skip(*, assignment: Assignment, reason: str = "", flag_bad_proble
         assignment.status, assignment.reason, assignment.finished_at = new_status, reason.strip(), finished_at
         if new_status == Assignment.Status.SKIPPED and not assignment.is_gold_check:
             # The slot goes back to other annotators; skips are remembered (the row stays).
-            Solution.objects.filter(pk=assignment.solution_id, slots_taken__gt=0).update(
-                slots_taken=F("slots_taken") - 1
-            )
+            solution_slot_release(solution_id=assignment.solution_id)
     return assignment
 
 
