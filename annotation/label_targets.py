@@ -14,7 +14,7 @@ from functools import cache
 from django.db import connection
 from django.http import Http404
 
-from annotation.models import Assignment, AutoLabel, Item, Membership, Project, Solution, Step
+from annotation.models import Assignment, AutoLabel, Membership, Project, Solution, Step
 from annotation.visibility import OVERSEER_ROLES, hints_entry
 
 
@@ -38,17 +38,16 @@ class LabelTarget:
 @cache
 def _sql() -> str:
     step, assignment, solution = Step._meta.db_table, Assignment._meta.db_table, Solution._meta.db_table
-    item, project, membership = Item._meta.db_table, Project._meta.db_table, Membership._meta.db_table
-    auto = AutoLabel._meta.db_table
-    # One row per machine label of the step (or one row with NULLs when it has none).
+    project, membership, auto = Project._meta.db_table, Membership._meta.db_table, AutoLabel._meta.db_table
+    # One row per machine label of the step (or one row with NULLs when it has none). The project
+    # comes from the solution's own copy of it, with no join through the item.
     return f"""
         SELECT a.status, so.id, st."index", st.text, p.show_machine_labels, m.role,
                al.kind, al.source, al.score, al.num_correct, al.num_total
         FROM {step} st
         JOIN {assignment} a ON a.solution_id = st.solution_id
         JOIN {solution} so ON so.id = st.solution_id
-        JOIN {item} i ON i.id = so.item_id
-        JOIN {project} p ON p.id = i.project_id
+        JOIN {project} p ON p.id = so.project_id
         LEFT JOIN {membership} m ON m.project_id = p.id AND m.user_id = %s
         LEFT JOIN {auto} al ON al.step_id = st.id AND al.kind IN (%s, %s)
         WHERE st.id = %s AND a.id = %s AND a.annotator_id = %s AND p.id = %s

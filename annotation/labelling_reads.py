@@ -30,10 +30,10 @@ def _all(sql: str, params: list) -> list[tuple]:
 
 def open_assignment_id(*, project_id: int, annotator_id: int, exclude_id: int | None = None) -> int | None:
     """The annotator's oldest unfinished assignment in the project."""
-    a, s, i = Assignment._meta.db_table, Solution._meta.db_table, Item._meta.db_table
+    a, s = Assignment._meta.db_table, Solution._meta.db_table
     found = _all(
-        f"SELECT a.id FROM {a} a JOIN {s} s ON s.id = a.solution_id JOIN {i} i ON i.id = s.item_id "
-        f"WHERE a.annotator_id = %s AND a.status = %s AND i.project_id = %s AND a.id <> %s "
+        f"SELECT a.id FROM {a} a JOIN {s} s ON s.id = a.solution_id "
+        f"WHERE a.annotator_id = %s AND a.status = %s AND s.project_id = %s AND a.id <> %s "
         f"ORDER BY a.created_at, a.id LIMIT 1",
         [annotator_id, Assignment.Status.ASSIGNED, project_id, exclude_id or 0],
     )

@@ -152,8 +152,9 @@ class Solution(models.Model):
     """One policy model's response to an item, split into steps."""
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="solutions")
-    # The item's project, copied so the assignment queue has a per-project index to walk (items
-    # never change project). Filled from the item on save and bulk_create; deleted with the item.
+    # The item's project, copied so the queue has a per-project index to walk and the label save
+    # needs no join through the item. Filled from the item on save and bulk_create; an item moved
+    # to another project takes its solutions along (signals); deleted with the item.
     project = models.ForeignKey(
         Project, on_delete=models.DO_NOTHING, related_name="+", editable=False, db_index=False
     )
@@ -192,7 +193,6 @@ class Solution(models.Model):
     def save(self, *args, **kwargs):
         _fill_project([self], refresh=True)  # also after an edit moved it to another item
         super().save(*args, **kwargs)
-
 
     def __str__(self) -> str:
         return f"solution {self.pk} of {self.item_id} by {self.policy_model}"

@@ -21,7 +21,6 @@ from annotation.models import (
     Assignment,
     AutoLabel,
     HumanLabel,
-    Item,
     LabelChange,
     Membership,
     Project,
@@ -125,7 +124,7 @@ def _open_target(*, user, project_id: int, assignment_id: int, step_id: int) -> 
 @cache
 def _save_sql() -> str:
     step, assignment, solution = Step._meta.db_table, Assignment._meta.db_table, Solution._meta.db_table
-    item, project, membership = Item._meta.db_table, Project._meta.db_table, Membership._meta.db_table
+    project, membership = Project._meta.db_table, Membership._meta.db_table
     auto, label, change = AutoLabel._meta.db_table, HumanLabel._meta.db_table, LabelChange._meta.db_table
     # `target` is the access check; `allowed` is empty unless it passed, and every write below
     # depends on `allowed`. The hints object matches visibility.hints_entry: the latest machine
@@ -138,8 +137,7 @@ def _save_sql() -> str:
             FROM {step} st
             JOIN {assignment} a ON a.solution_id = st.solution_id
             JOIN {solution} so ON so.id = st.solution_id
-            JOIN {item} i ON i.id = so.item_id
-            JOIN {project} p ON p.id = i.project_id
+            JOIN {project} p ON p.id = so.project_id
             LEFT JOIN {membership} m ON m.project_id = p.id AND m.user_id = %(user)s
             WHERE st.id = %(step)s AND a.id = %(assignment)s AND a.annotator_id = %(user)s AND p.id = %(project)s
         ), allowed AS (
