@@ -23,9 +23,9 @@ from annotation.services.queue import (
     SubmitRejected,
     assignment_add_time,
     assignment_skip,
-    assignment_submit,
     next_assignment,
 )
+from annotation.services.submit import member_assignment_submit
 from annotation.visibility import sees_machine_hints, step_hints
 
 
@@ -135,14 +135,15 @@ def _seconds(request: HttpRequest) -> int:
 @require_POST
 @login_required
 def submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
-    assignment = assignment_for_member(request.user, project_id, assignment_id)
     try:
-        assignment_submit(
-            assignment=assignment,
+        member_assignment_submit(
+            user=request.user,
+            project_id=project_id,
+            assignment_id=assignment_id,
             seconds_spent=_seconds(request),
             cannot_judge_reason=request.POST.get("cannot_judge_reason", ""),
         )
-    except SubmitRejected as exc:
+    except (SubmitRejected, AssignmentClosed) as exc:
         if request.headers.get("HX-Request"):
             return HttpResponse(str(exc), status=422)
         from django.contrib import messages

@@ -5,6 +5,9 @@ The pages and the REST API share them, so an annotator's every move costs the sa
 
 from __future__ import annotations
 
+from functools import cache
+
+import orjson
 from django.db import connection
 
 from annotation.models import (
@@ -55,22 +58,23 @@ def assignment_with_work(*, assignment_id: int, project: Project, annotator) -> 
 
 def steps_for_labelling(*, solution_id: int, with_hints: bool) -> list[dict]:
     """The solution's steps in order: id, index, text and (when shown) the machine hints."""
-    if not with_hints:
-        found = _all(
-            f'SELECT id, "index", text FROM {Step._meta.db_table} WHERE solution_id = %s ORDER BY "index"',
-            [solution_id],
-        )
-        return [{"id": id_, "index": index, "text": text, "hints": None} for id_, index, text in found]
     found = _all(
         f'SELECT st.id, st."index", st.text, al.kind, al.source, al.score, al.num_correct, al.num_total '
         f"FROM {Step._meta.db_table} st LEFT JOIN {AutoLabel._meta.db_table} al "
-        f"ON al.step_id = st.id AND al.kind IN (%s, %s) "
+        f"ON al.step_id = st.id AND %s AND al.kind IN (%s, %s) "
         f'WHERE st.solution_id = %s ORDER BY st."index", al.id',
-        [AutoLabel.Kind.MC, AutoLabel.Kind.PRM, solution_id],
+        [with_hints, AutoLabel.Kind.MC, AutoLabel.Kind.PRM, solution_id],
     )
+    return _steps(found, with_hints=with_hints)
+
+
+def _steps(found, *, with_hints: bool) -> list[dict]:
+    """Step rows (id, index, text, then one hint's kind, source, score, right, total or NULLs) as dicts."""
     steps: dict[int, dict] = {}
     for id_, index, text, kind, source, score, right, total in found:
-        step = steps.setdefault(id_, {"id": id_, "index": index, "text": text, "hints": {}})
+        step = steps.get(id_)
+        if step is None:
+            step = steps[id_] = {"id": id_, "index": index, "text": text, "hints": {} if with_hints else None}
         if kind is not None:
             hints_entry(step["hints"], kind=kind, source=source, score=score, right=right, total=total)
     return list(steps.values())
@@ -83,6 +87,40 @@ def item_images(*, item_id: int) -> list[tuple[int, str, int, int]]:
         f"JOIN {Image._meta.db_table} im ON im.id = ii.image_id WHERE ii.item_id = %s ORDER BY ii.position",
         [item_id],
     )
+
+
+@cache
+def _solution_work_sql() -> str:
+    # The two reads above as JSON arrays of rows, so they come back in one round trip.
+    return (
+        "SELECT (SELECT json_agg(json_build_array(ii.position, im.sha256, im.width, im.height) ORDER BY ii.position) "
+        f"FROM {ItemImage._meta.db_table} ii JOIN {Image._meta.db_table} im ON im.id = ii.image_id "
+        "WHERE ii.item_id = %s), "
+        '(SELECT json_agg(json_build_array(st.id, st."index", st.text, al.kind, al.source, al.score, '
+        'al.num_correct, al.num_total) ORDER BY st."index", al.id) '
+        f"FROM {Step._meta.db_table} st LEFT JOIN {AutoLabel._meta.db_table} al "
+        "ON al.step_id = st.id AND %s AND al.kind IN (%s, %s) WHERE st.solution_id = %s)"
+    )
+
+
+def solution_work(*, solution_id: int, item_id: int, with_hints: bool) -> tuple[list[tuple], list[dict]]:
+    """What an annotator is shown of a solution: `item_images` and `steps_for_labelling` together.
+
+    One round trip on PostgreSQL (next item answers with both); two elsewhere.
+    """
+    if connection.vendor != "postgresql":
+        return item_images(item_id=item_id), steps_for_labelling(solution_id=solution_id, with_hints=with_hints)
+    ((images, steps),) = _all(
+        _solution_work_sql(), [item_id, with_hints, AutoLabel.Kind.MC, AutoLabel.Kind.PRM, solution_id]
+    )
+    return [tuple(image) for image in _json(images)], _steps(_json(steps), with_hints=with_hints)
+
+
+def _json(value) -> list:
+    # Django's PostgreSQL backend hands json columns over as text (its JSONField decodes them).
+    if value is None:
+        return []
+    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def steps_with_labels(*, solution_id: int, annotator_id: int) -> list[tuple[int, int, int | None]]:

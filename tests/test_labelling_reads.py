@@ -7,6 +7,7 @@ from django.urls import reverse
 from annotation.labelling_reads import (
     assignment_with_work,
     item_images,
+    solution_work,
     steps_for_labelling,
     steps_with_labels,
 )
@@ -73,6 +74,12 @@ def test_steps_hints_images_and_labels(work):
     ((position, sha256, width, height),) = item_images(item_id=solution.item_id)
     link = Item.objects.get(pk=solution.item_id).item_images.get()
     assert (position, sha256, width, height) == (0, link.image.sha256, link.image.width, link.image.height)
+
+    for with_hints in (True, False):  # the one-round-trip read gives the same as the two reads
+        assert solution_work(solution_id=solution.id, item_id=solution.item_id, with_hints=with_hints) == (
+            item_images(item_id=solution.item_id),
+            steps_for_labelling(solution_id=solution.id, with_hints=with_hints),
+        )
 
     step_label_set(step_id=steps[0].id, annotator_id=alice.id, value=-1)
     assert steps_with_labels(solution_id=solution.id, annotator_id=alice.id) == [

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from annotation.api import labelling_serializers as shapes
 from annotation.label_targets import label_target
-from annotation.labelling_reads import item_images, steps_for_labelling
+from annotation.labelling_reads import item_images, solution_work
 from annotation.models import Assignment, HumanLabel, Item, Project, Solution, Step
 from annotation.permissions import assignment_for_member, project_for_member, project_role
 from annotation.progress import project_summary, user_project_summaries
@@ -30,7 +30,8 @@ from annotation.review import review_queue, review_rows
 from annotation.review_views import project_for_reviewer
 from annotation.services.label_save import AssignmentClosed, assignment_step_label_set
 from annotation.services.labels import LabelRejected, gold_label_set, step_label_clear
-from annotation.services.queue import SubmitRejected, assignment_skip, assignment_submit, next_assignment
+from annotation.services.queue import SubmitRejected, assignment_skip, next_assignment
+from annotation.services.submit import member_assignment_submit
 from annotation.visibility import sees_machine_hints, sees_reference_answer
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -81,7 +82,7 @@ def _finished_status(assignment_status: str) -> Response:
     return Response({"error": f"this item is already {label}"}, status=status.HTTP_409_CONFLICT)
 
 
-def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
+def _item_payload(item: Item, request: Request, *, with_answer: bool, images: list[tuple]) -> dict:
     return {
         "id": item.id,
         "external_id": item.external_id,
@@ -96,20 +97,23 @@ def _item_payload(item: Item, request: Request, *, with_answer: bool) -> dict:
                 "width": width,
                 "height": height,
             }
-            for position, sha256, width, height in item_images(item_id=item.id)
+            for position, sha256, width, height in images
         ],
     }
 
 
 def _solution_payload(solution: Solution, request: Request, project: Project) -> dict:
     """What a member sees of a solution: the problem and the steps, hints only where allowed."""
-    with_hints = sees_machine_hints(request.user, project)
+    images, steps = solution_work(
+        solution_id=solution.id, item_id=solution.item_id, with_hints=sees_machine_hints(request.user, project)
+    )
+    with_answer = sees_reference_answer(request.user, project)
     return {
         "id": solution.id,
         "key": solution.key,
         "policy_model": solution.policy_model,
-        "item": _item_payload(solution.item, request, with_answer=sees_reference_answer(request.user, project)),
-        "steps": steps_for_labelling(solution_id=solution.id, with_hints=with_hints),
+        "item": _item_payload(solution.item, request, with_answer=with_answer, images=images),
+        "steps": steps,
     }
 
 
@@ -326,18 +330,23 @@ class AssignmentSubmitView(APIView):
         },
     )
     def post(self, request, project_id: int, assignment_id: int):
-        assignment = assignment_for_member(request.user, project_id, assignment_id)
-        if assignment.status != Assignment.Status.ASSIGNED:
-            return _finished(assignment)
         body = shapes.SubmitRequestSerializer(data=request.data)
         if not body.is_valid():
+            # Outsiders learn nothing from a bad body: the access check comes first.
+            assignment = assignment_for_member(request.user, project_id, assignment_id)
+            if assignment.status != Assignment.Status.ASSIGNED:
+                return _finished(assignment)
             return _bad_request(body.errors)
         try:
-            assignment_submit(
-                assignment=assignment,
+            assignment = member_assignment_submit(
+                user=request.user,
+                project_id=project_id,
+                assignment_id=assignment_id,
                 seconds_spent=body.validated_data["seconds"],
                 cannot_judge_reason=body.validated_data["cannot_judge_reason"],
             )
+        except AssignmentClosed as exc:
+            return _finished_status(exc.status)
         except SubmitRejected as exc:
             return Response({"error": str(exc)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
         return _small_json(request, _assignment_payload(assignment))  # shaped as AssignmentSerializer
@@ -436,7 +445,7 @@ def _review_payload(solution: Solution, request: Request) -> dict:
         "policy_model": solution.policy_model,
         "final_answer": solution.final_answer,
         "is_correct": solution.is_correct,
-        "item": _item_payload(solution.item, request, with_answer=True),
+        "item": _item_payload(solution.item, request, with_answer=True, images=item_images(item_id=solution.item_id)),
         "annotators": names,
         "steps": steps,
     }

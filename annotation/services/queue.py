@@ -18,7 +18,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.labelling_reads import assignment_with_work, open_assignment_id, steps_with_labels
-from annotation.models import Assignment, GoldLabel, LabelMode, Project, Solution, Step
+from annotation.models import Assignment, GoldLabel, Item, LabelMode, Project, Solution, Step
+from stepmark import rows
 
 # Skipped assignments give their slot back to other annotators; hidden gold checks take none.
 # Solution.slots_taken counts the assignments that hold one, so the queue reads a column
@@ -46,18 +47,29 @@ def _gold_check_candidate(project: Project, annotator) -> Solution | None:
 
 
 @cache
-def _take_slot_sql() -> str:
-    solution, assignment = Solution._meta.db_table, Assignment._meta.db_table
-    # One statement: walk the project's open solutions in queue order on their own partial index
-    # (solution_queue) to the first one nobody is taking right now (SKIP LOCKED) and this
-    # annotator has not had; take a slot only if one is still free in its latest version (the
-    # UPDATE re-checks after the lock), closing it when that was the last; create the
-    # assignment. A candidate found full (its open flag was stale) is closed instead. A unique
-    # violation (the same annotator asking twice at once) rolls the whole statement back.
+def _open_or_take_sql() -> str:
+    solution, assignment, item = Solution._meta.db_table, Assignment._meta.db_table, Item._meta.db_table
+    a_cols, s_cols, i_cols = rows.columns(Assignment, "a"), rows.columns(Solution, "s"), rows.columns(Item, "i")
+    c_cols, t_cols = rows.columns(Assignment, "c"), rows.columns(Solution, "t")
+    # One statement, one round trip: the annotator's oldest open assignment in the project if
+    # there is one (`mine`); else walk the project's open solutions in queue order on their own
+    # partial index (solution_queue) to the first one nobody is taking right now (SKIP LOCKED)
+    # and this annotator has not had; take a slot only if one is still free in its latest
+    # version (the UPDATE re-checks after the lock), closing it when that was the last; create
+    # the assignment. A candidate found full (its open flag was stale) is closed instead. A
+    # unique violation (the same annotator asking twice at once) rolls the whole statement back.
+    # The answer is one row: the assignment with its solution and item (NULLs when none), and
+    # how many candidates were seen (0: nothing is left for this annotator).
     return f"""
-        WITH candidate AS (
+        WITH mine AS (
+            SELECT a.id FROM {assignment} a JOIN {solution} s ON s.id = a.solution_id
+            WHERE a.annotator_id = %(user)s AND a.status = %(status)s AND s.project_id = %(project)s
+              AND a.id <> %(exclude)s
+            ORDER BY a.created_at, a.id
+            LIMIT 1
+        ), candidate AS (
             SELECT s.id FROM {solution} s
-            WHERE s.project_id = %(project)s AND s.queue_open
+            WHERE s.project_id = %(project)s AND s.queue_open AND NOT EXISTS (SELECT 1 FROM mine)
               AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.solution_id = s.id AND a.annotator_id = %(user)s)
             ORDER BY s.priority DESC, s.id
             LIMIT 1
@@ -66,7 +78,7 @@ def _take_slot_sql() -> str:
             UPDATE {solution} AS s
             SET slots_taken = s.slots_taken + 1, queue_open = s.slots_taken + 1 < %(overlap)s
             FROM candidate WHERE s.id = candidate.id AND s.slots_taken < %(overlap)s
-            RETURNING s.id
+            RETURNING s.*
         ), closed AS (
             UPDATE {solution} AS s SET queue_open = false
             FROM candidate WHERE s.id = candidate.id AND s.slots_taken >= %(overlap)s
@@ -74,32 +86,56 @@ def _take_slot_sql() -> str:
         ), created AS (
             INSERT INTO {assignment} (solution_id, annotator_id, status, reason, is_gold_check, seconds_spent, created_at)
             SELECT taken.id, %(user)s, %(status)s, '', false, 0, now() FROM taken
-            RETURNING id
+            RETURNING *
+        ), work AS (
+            SELECT {a_cols}, {s_cols}, {i_cols} FROM {assignment} a
+            JOIN {solution} s ON s.id = a.solution_id JOIN {item} i ON i.id = s.item_id
+            WHERE a.id = (SELECT id FROM mine)
+            UNION ALL
+            SELECT {c_cols}, {t_cols}, {i_cols} FROM created c
+            JOIN taken t ON t.id = c.solution_id JOIN {item} i ON i.id = t.item_id
         )
-        SELECT (SELECT id FROM created), (SELECT COUNT(*) FROM candidate)
+        SELECT work.*, (SELECT COUNT(*) FROM candidate) FROM (SELECT 1) AS one LEFT JOIN work ON true
     """
 
 
-def _take_slot_postgresql(project: Project, annotator) -> Assignment | None:
+def _open_or_take_postgresql(project: Project, annotator, exclude_id: int | None) -> Assignment | None:
     params = {
         "project": project.pk,
         "overlap": project.overlap,
         "user": annotator.pk,
         "status": Assignment.Status.ASSIGNED,
+        "exclude": exclude_id or 0,
     }
     for _attempt in range(_ATTEMPTS):
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(_take_slot_sql(), params)
-                assignment_id, candidates = cursor.fetchone()
+            row = _one_statement(_open_or_take_sql(), params)
         except IntegrityError:
             continue  # this annotator took the same solution in another request a moment ago
-        if assignment_id is not None:
-            return assignment_with_work(assignment_id=assignment_id, project=project, annotator=annotator)
-        if candidates == 0:
+        if row[0] is not None:
+            assignment, solution, item = rows.instances(row[:-1], Assignment, Solution, Item)
+            item.project, solution.item, assignment.solution, assignment.annotator = project, item, solution, annotator
+            return assignment
+        if row[-1] == 0:
             return None  # nothing open for this annotator
         # else the candidate was full (now closed) or filled up between the read and the update
     return None
+
+
+def _one_statement(sql: str, params: dict) -> tuple:
+    """Run one statement that must be all or nothing, and fetch its one row.
+
+    A single statement is its own transaction in autocommit mode, so it needs no BEGIN and
+    COMMIT round trips; inside a caller's transaction a savepoint keeps a failed statement
+    (a unique violation) from breaking it.
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
 
 
 @transaction.atomic
@@ -129,17 +165,19 @@ def next_assignment(
     With probability `project.gold_rate` the new one is a hidden quality check (an adjudicated item).
     `exclude` skips one open assignment (the page being worked on, when fetching the next one ahead).
     """
-    open_id = open_assignment_id(
-        project_id=project.pk, annotator_id=annotator.pk, exclude_id=exclude.pk if exclude is not None else None
-    )
+    exclude_id = exclude.pk if exclude is not None else None
+    gold_check = project.gold_rate > 0 and (rng or random).random() < project.gold_rate
+    if connection.vendor == "postgresql" and not gold_check:
+        return _open_or_take_postgresql(project, annotator, exclude_id)  # one round trip
+    open_id = open_assignment_id(project_id=project.pk, annotator_id=annotator.pk, exclude_id=exclude_id)
     if open_id is not None:
         return assignment_with_work(assignment_id=open_id, project=project, annotator=annotator)
-    if project.gold_rate > 0 and (rng or random).random() < project.gold_rate:
+    if gold_check:
         gold = _gold_check_candidate(project, annotator)
         if gold is not None:
             return Assignment.objects.create(solution=gold, annotator=annotator, is_gold_check=True)
     if connection.vendor == "postgresql":
-        return _take_slot_postgresql(project, annotator)
+        return _open_or_take_postgresql(project, annotator, exclude_id)
     return _take_slot_orm(project, annotator)
 
 
