@@ -398,6 +398,8 @@ def test_submit_with_missing_steps_is_422_with_the_message(team):
 
     bad = submit(ann1, team, taken["assignment"]["id"], seconds=-1)
     assert bad.status_code == 400 and bad.json()["field"] == "seconds"
+    for name in ("outsider", "ann2"):  # access is checked before the body: they learn nothing from it
+        assert submit(team.client(name), team, taken["assignment"]["id"], seconds=-1).status_code == 404
     judged = submit(ann1, team, taken["assignment"]["id"], cannot_judge_reason="the figure is unreadable")
     assert judged.status_code == 200 and judged.json()["status"] == "cannot_judge"
     assert Assignment.objects.get().reason == "the figure is unreadable"
@@ -415,9 +417,10 @@ def test_a_finished_assignment_is_409_and_unchanged(team):
         ann1.put(label_url(team, assignment_id, step_id), {"value": -1}, format="json"),
         ann1.delete(label_url(team, assignment_id, step_id)),
         submit(ann1, team, assignment_id),
+        submit(ann1, team, assignment_id, seconds=-1),  # a bad body on a finished item: still 409
         ann1.post(url("assignment-skip", project_id=team.project.id, assignment_id=assignment_id), {}, format="json"),
     ]
-    assert [c.status_code for c in calls] == [409, 409, 409, 409]
+    assert [c.status_code for c in calls] == [409, 409, 409, 409, 409]
     assert calls[0].json() == {"error": "this item is already submitted"}
     assert _state() == before
 

@@ -105,3 +105,24 @@ def test_each_solution_knows_its_project(make_user):
         "saved": (away.id, False),
         "bulk": (away.id, True),
     }
+
+
+def test_next_returns_my_open_assignment_and_reserves_one_ahead(make_user):
+    import random
+
+    project = Project.objects.create(name="ahead", overlap=1)
+    for i in range(3):
+        make_solution(project, f"q{i}", ["a"], key=f"k{i}")
+    user = make_user("reader")
+    first = next_assignment(project=project, annotator=user)
+    again = next_assignment(project=project, annotator=user)
+    assert again.id == first.id and again.solution.item.question == first.solution.item.question
+    ahead = next_assignment(project=project, annotator=user, exclude=first)  # fetched while working on first
+    assert ahead.solution_id != first.solution_id
+    assert next_assignment(project=project, annotator=user, exclude=first).id == ahead.id, "reserved, not a third"
+    assert Assignment.objects.filter(annotator=user).count() == 2
+
+    project.gold_rate = 1.0  # a quality check is drawn but none is adjudicated: the queue, same rules
+    project.save()
+    assert next_assignment(project=project, annotator=user, exclude=first, rng=random.Random(0)).id == ahead.id
+    assert Assignment.objects.filter(annotator=user).count() == 2
