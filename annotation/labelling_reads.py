@@ -51,6 +51,11 @@ def assignment_with_work(*, assignment_id: int, project: Project, annotator) -> 
         f"FROM {a} a JOIN {s} s ON s.id = a.solution_id JOIN {i} i ON i.id = s.item_id WHERE a.id = %s",
         [assignment_id],
     )
+    return assignment_from_row(row, project=project, annotator=annotator)
+
+
+def assignment_from_row(row, *, project: Project, annotator) -> Assignment:
+    """An assignment from a row of `columns(Assignment), columns(Solution), columns(Item)`, all linked."""
     assignment, solution, item = rows.instances(row, Assignment, Solution, Item)
     item.project, solution.item, assignment.solution, assignment.annotator = project, item, solution, annotator
     return assignment

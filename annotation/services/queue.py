@@ -17,7 +17,12 @@ from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, F, 
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.labelling_reads import assignment_with_work, open_assignment_id, steps_with_labels
+from annotation.labelling_reads import (
+    assignment_from_row,
+    assignment_with_work,
+    open_assignment_id,
+    steps_with_labels,
+)
 from annotation.models import Assignment, GoldLabel, Item, LabelMode, Project, Solution, Step
 from stepmark import rows
 
@@ -113,9 +118,7 @@ def _open_or_take_postgresql(project: Project, annotator, exclude_id: int | None
         except IntegrityError:
             continue  # this annotator took the same solution in another request a moment ago
         if row[0] is not None:
-            assignment, solution, item = rows.instances(row[:-1], Assignment, Solution, Item)
-            item.project, solution.item, assignment.solution, assignment.annotator = project, item, solution, annotator
-            return assignment
+            return assignment_from_row(row[:-1], project=project, annotator=annotator)
         if row[-1] == 0:
             return None  # nothing open for this annotator
         # else the candidate was full (now closed) or filled up between the read and the update
