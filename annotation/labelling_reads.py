@@ -1,6 +1,7 @@
-"""The reads behind next item and submit, one plain query each (see stepmark.rows for why).
+"""The reads behind next item and submit, in plain SQL (see stepmark.rows for why).
 
-The pages and the REST API share them, so an annotator's every move costs the same few queries.
+The pages and the REST API share them, so an annotator's every move costs the same few queries;
+`solution_work` returns the images and the steps together (one round trip on PostgreSQL).
 """
 
 from __future__ import annotations

@@ -34,7 +34,10 @@ _ATTEMPTS = 5
 
 
 class SubmitRejected(ValueError):
-    pass
+    @classmethod
+    def unlabelled(cls, step_numbers) -> SubmitRejected:
+        """Required steps (1-based) still lack a label: the one message both submit paths give."""
+        return cls(f"label every step first: step {', '.join(map(str, step_numbers))} has no label")
 
 
 def _gold_check_candidate(project: Project, annotator) -> Solution | None:
@@ -239,7 +242,7 @@ def assignment_submit(*, assignment: Assignment, seconds_spent: int = 0, cannot_
             if value is None
         ]
         if missing:
-            raise SubmitRejected(f"label every step first: step {', '.join(map(str, missing))} has no label")
+            raise SubmitRejected.unlabelled(missing)
         new_status = Assignment.Status.SUBMITTED
     finished_at = timezone.now()
     # Conditional, so a second submit is refused; added, so heartbeats' seconds are kept.

@@ -78,7 +78,7 @@ def _submit_postgresql(*, user, project_id: int, assignment_id: int, seconds_spe
     if status != Assignment.Status.ASSIGNED:
         raise AssignmentClosed(status)
     if missing:
-        raise SubmitRejected(f"label every step first: step {', '.join(map(str, missing))} has no label")
+        raise SubmitRejected.unlabelled(missing)
     raise SubmitRejected("this item is already finished")  # by another request, after our snapshot
 
 
