@@ -1,4 +1,4 @@
-"""Agreement of prm.answers.judge_response with MATH-V's published right/wrong judgements.
+"""Agreement of prm.core.answers.judge_response with MATH-V's published right/wrong judgements.
 
     .venv/bin/python benchmarks/answer_agreement.py [--data ../shared/data/math-v-testmini]
 
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from prm.answers import answers_equivalent, judge_response  # noqa: E402
+from prm.core.answers import answers_equivalent, judge_response  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "math-v-testmini"
 TARGET_AGREEMENT = 0.97

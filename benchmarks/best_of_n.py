@@ -7,7 +7,7 @@ Every question of testmini.jsonl has one response from each of five models (resp
 with MATH-V's own right/wrong flag). The PRM scores all five (one batch per question; response
 score = the aggregation of step scores, steps split as imports split them) and picks the highest.
 Printed beside it: pass@1 (mean correctness), majority vote over the final answers
-(prm.answers.extract_final_answer, mapped to option letters and normalised) and oracle pass@5;
+(prm.core.answers.extract_final_answer, mapped to option letters and normalised) and oracle pass@5;
 overall and per subject. Without --model-dir a tiny Qwen2-VL with RANDOM weights is built locally:
 its column is a chance baseline, and the output says so.
 """
@@ -35,11 +35,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from annotation.steps import split_steps  # noqa: E402
-from prm.answers import extract_final_answer  # noqa: E402
+from prm.core.answers import extract_final_answer  # noqa: E402
+from prm.core.metrics import Candidate, best_of_n  # noqa: E402
+from prm.core.scoring import AGGREGATIONS, PRMScorer  # noqa: E402
+from prm.core.tiny_models import build_tiny_backbone  # noqa: E402
 from prm.evaluation import vote_key  # noqa: E402
-from prm.metrics import Candidate, best_of_n  # noqa: E402
-from prm.scoring import AGGREGATIONS, PRMScorer  # noqa: E402
-from prm.tiny_models import build_tiny_backbone  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "math-v-testmini"
 

@@ -12,8 +12,8 @@ or k/16 for k in 1..16 with --positive-rates grid16). Token cost is MODELLED: a 
 prefix through step i generates the remaining steps' lengths (20-80 tokens each, drawn per step)
 plus 10 tokens of final answer. Wall time there is bookkeeping only; on a GPU it follows tokens.
 
-Part 2 runs the real tiny model end to end (prm.tiny_models.build_tiny_qwen2_vl, random weights,
-through the transformers back end and prm.answers.judge_response) on a handful of solutions, with
+Part 2 runs the real tiny model end to end (prm.core.tiny_models.build_tiny_qwen2_vl, random weights,
+through the transformers back end and prm.core.answers.judge_response) on a handful of solutions, with
 k = 4 by default (CPU generate). It checks the plumbing only: random weights never answer right, so
 every step is negative except the last, whose prefix already holds the right \\boxed{} answer; that
 pattern (bad steps, then a good last one) is not monotone, so first-error search disagrees there. Each draw is its own generate call, seeded
@@ -38,7 +38,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from prm import mc  # noqa: E402
+from prm.core import mc  # noqa: E402
 
 K = 16
 ANSWER_TOKENS = 10
@@ -249,7 +249,7 @@ class TinyModelPolicy:
 
     def __call__(self, requests):
         from annotation.steps import join_steps
-        from prm.answers import judge_response
+        from prm.core.answers import judge_response
         from workers.generation.base import GenerationRequest, SamplingParams
         from workers.generation.prompting import solution_messages
 
@@ -282,7 +282,7 @@ class TinyModelPolicy:
 def real_model(args) -> None:
     from PIL import Image
 
-    from prm.tiny_models import build_tiny_qwen2_vl
+    from prm.core.tiny_models import build_tiny_qwen2_vl
     from workers.generation.transformers_backend import TransformersBackend
 
     solutions = REAL_SOLUTIONS[: args.real_solutions]

@@ -15,7 +15,7 @@ Tokens/s counts the real (unpadded) tokens the model is given; on CUDA the table
 share of `--peak-tflops` reached, with FLOPs = 2 * parameters * tokens (6x for a training step).
 
 Models (random weights, nothing downloaded): "small" = a Qwen2-VL of hidden 384 / 6 layers, large
-enough that compute rather than Python dominates; "tiny" = prm.tiny_models' test backbone;
+enough that compute rather than Python dominates; "tiny" = prm.core.tiny_models' test backbone;
 `--config-of qwen2.5-vl-7b` = Qwen2.5-VL-7B-Instruct's published architecture, built in memory on
 the device (16 GB of random bf16 weights are not worth writing to disk and reading back).
 """
@@ -38,14 +38,14 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from prm.conversation import (  # noqa: E402
+from prm.core.conversation import (  # noqa: E402
     encode_conversation,
     image_only_processor,
     label_token_ids,
     load_processor,
 )
-from prm.scoring import PRMScorer, ReferenceScorer  # noqa: E402
-from prm.tiny_models import QWEN2_VL_CHAT_TEMPLATE, build_tiny_qwen2_vl  # noqa: E402
+from prm.core.scoring import PRMScorer, ReferenceScorer  # noqa: E402
+from prm.core.tiny_models import QWEN2_VL_CHAT_TEMPLATE, build_tiny_qwen2_vl  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
@@ -353,10 +353,10 @@ def scoring_measurements(subject: Subject, questions: list[Question], *, repeats
 
 
 def train_step_measurement(subject: Subject, questions: list[Question], *, lora: bool, batch_size: int) -> Measurement:
-    """One AdamW step of prm.training's loss (pair cross entropy at the label tokens) on one batch of
+    """One AdamW step of prm.core.training's loss (pair cross entropy at the label tokens) on one batch of
     labelled conversations, after one warm-up step; bf16 autocast and gradient checkpointing on CUDA
-    as prm.training decides them."""
-    from prm.training import _batch_loss
+    as prm.core.training decides them."""
+    from prm.core.training import _batch_loss
 
     processor, model, device = subject.processor, subject.model, subject.one_pass.device
     label_ids = subject.one_pass.label_ids
@@ -452,7 +452,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--solutions-per-question", type=int, default=8, help="N of Best-of-N (one padded batch)")
     parser.add_argument("--steps", type=int, default=10, help="steps per solution")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes over the data per mode")
-    parser.add_argument("--train-step", action="store_true", help="also time one optimizer step of prm.training")
+    parser.add_argument("--train-step", action="store_true", help="also time one optimizer step of prm.core.training")
     parser.add_argument("--train-batch-size", type=int, default=8)
     parser.add_argument("--lora", action="store_true", help="with --train-step: train a LoRA adapter only")
     parser.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_DENSE_TFLOPS,

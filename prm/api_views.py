@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Item
 from annotation.permissions import project_for_admin, project_for_member
+from prm.core.metrics import AGGREGATIONS
 from prm.inference import (
     InferenceError,
     rank_responses,
@@ -23,7 +24,6 @@ from prm.inference import (
     scorer_for_directory,
     version_for,
 )
-from prm.metrics import AGGREGATIONS
 from prm.models import PRMVersion, PromotionDecision
 from prm.registry import RegistryError, version_promote, version_rollback
 

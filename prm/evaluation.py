@@ -26,8 +26,8 @@ from PIL import Image as PILImage
 
 from annotation.models import GoldLabel, Item, ItemImage, Project, Solution, Step
 from annotation.steps import merge_steps
-from prm.answers import extract_final_answer, normalise_text, option_letter
-from prm.metrics import (
+from prm.core.answers import extract_final_answer, normalise_text, option_letter
+from prm.core.metrics import (
     Candidate,
     ScoredSolution,
     aggregate_step_scores,
@@ -36,12 +36,12 @@ from prm.metrics import (
     first_error_f1,
     step_f1,
 )
+from prm.core.training_config import TrainConfig
 from prm.models import Evaluation, PRMVersion
-from prm.training_config import TrainConfig
 from prm.training_data import MergePolicy, training_set_build
 
 if TYPE_CHECKING:  # torch loads only where a model is scored, not in every web process
-    from prm.scoring import PRMScorer
+    from prm.core.scoring import PRMScorer
 
 HELD_OUT_SPLIT = "held-out-gold"
 HEADLINE_METRIC = "gold_macro_f1"
@@ -230,7 +230,7 @@ def evaluate_version(*, version: PRMVersion, held_out: HeldOutSet | None = None)
     """Score `version` on the held-out gold (its own split unless one is given) and store the result:
     an Evaluation row, and the headline numbers in version.metrics."""
     held_out = held_out if held_out is not None else version_held_out_set(version)
-    from prm.scoring import PRMScorer
+    from prm.core.scoring import PRMScorer
 
     scores = score_held_out(scorer=PRMScorer(version.directory), held_out=held_out) if held_out.items else {}
     metrics = held_out_metrics(held_out=held_out, scores=scores)

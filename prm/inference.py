@@ -21,12 +21,12 @@ from PIL import Image as PILImage
 from annotation.models import Item, Project
 from annotation.services.images import ImageRejected, image_check
 from annotation.steps import split_steps
+from prm.core.metrics import AGGREGATIONS
 from prm.evaluation import item_images
-from prm.metrics import AGGREGATIONS
 from prm.models import PRMVersion
 
 if TYPE_CHECKING:
-    from prm.scoring import PRMScorer
+    from prm.core.scoring import PRMScorer
 
 MAX_CACHED_SCORERS = 2
 _scorers: OrderedDict[tuple[str, str], PRMScorer] = OrderedDict()
@@ -58,7 +58,7 @@ def scorer_for_directory(directory: str | Path, *, aggregation: str = "mean") ->
         if scorer is None:
             if not Path(directory).is_dir():
                 raise InferenceError(f"model folder {directory} does not exist")
-            from prm.scoring import PRMScorer  # torch loads on first use, not at start-up
+            from prm.core.scoring import PRMScorer  # torch loads on first use, not at start-up
 
             scorer = PRMScorer(directory, aggregation=aggregation)
             _scorers[key] = scorer
@@ -133,6 +133,6 @@ def rank_responses(*, scorer: PRMScorer, question: str, responses: Sequence[str 
 
 
 def _aggregate(scorer: PRMScorer, step_scores: list[float]) -> float:
-    from prm.metrics import aggregate_step_scores
+    from prm.core.metrics import aggregate_step_scores
 
     return aggregate_step_scores(step_scores, method=scorer.aggregation)

@@ -20,7 +20,7 @@ class TrainingRun(models.Model):
     job = models.OneToOneField(
         "workers.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_run"
     )
-    config = models.JSONField(default=dict, help_text="The resolved TrainConfig (prm.training_config).")
+    config = models.JSONField(default=dict, help_text="The resolved TrainConfig (prm.core.training_config).")
     merge_policy = models.JSONField(default=dict, help_text="How step labels were merged (prm.training_data).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     step = models.PositiveIntegerField(default=0)

@@ -1,4 +1,4 @@
-"""The "train" job: build the merged training set, train with prm.training, store a candidate version.
+"""The "train" job: build the merged training set, train with prm.core.training, store a candidate version.
 
 Progress is written as it happens (each optimizer step updates the run's step and history in its own
 autocommit UPDATE), so the run page draws the curves live; only the final version, evaluation and
@@ -14,10 +14,10 @@ from django.db import transaction
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
-from prm.metrics import ScoredSolution, best_threshold_step_f1, step_f1
+from prm.core.metrics import ScoredSolution, best_threshold_step_f1, step_f1
+from prm.core.training_config import TrainConfig
 from prm.models import Evaluation, PRMVersion, TrainingRun
 from prm.services import run_directory
-from prm.training_config import TrainConfig
 from prm.training_data import MergePolicy, TrainingExample, example_images, training_set_build
 from workers.errors import PermanentJobError, TransientJobError
 from workers.models import Job, JobChunk
@@ -29,7 +29,7 @@ from workers.services import chunk_finish, chunk_heartbeat, job_is_cancelled
 
 
 def encode_examples(processor, examples: Sequence[TrainingExample]):
-    from prm.conversation import encode_conversation, label_token_ids
+    from prm.core.conversation import encode_conversation, label_token_ids
 
     label_ids = label_token_ids(processor)
     return [
@@ -43,7 +43,7 @@ def encode_examples(processor, examples: Sequence[TrainingExample]):
 
 def evaluate_examples(*, model_dir: Path, examples: Sequence[TrainingExample]) -> dict:
     """Step macro F1 (VisualProcessBench metric) of a model on labelled examples: at 0.5 and at the best threshold."""
-    from prm.scoring import PRMScorer
+    from prm.core.scoring import PRMScorer
 
     scorer = PRMScorer(model_dir)
     solutions = []
@@ -79,8 +79,8 @@ def run_training(chunk: JobChunk) -> dict:
 
 
 def _train(run: TrainingRun, chunk: JobChunk) -> dict:
-    from prm.conversation import load_processor
-    from prm.training import resolve_for_this_machine, train_prm
+    from prm.core.conversation import load_processor
+    from prm.core.training import resolve_for_this_machine, train_prm
 
     config = resolve_for_this_machine(TrainConfig.from_dict(run.config))
     policy = MergePolicy.from_dict(run.merge_policy)

@@ -11,10 +11,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.permissions import project_for_admin
-from prm.curves import run_curves
+from prm.core.curves import run_curves
+from prm.core.training_config import TrainConfig
 from prm.models import PRMVersion, TrainingRun
 from prm.services import training_run_start
-from prm.training_config import TrainConfig
 from prm.training_data import MergePolicy
 
 
@@ -56,7 +56,7 @@ def run_start(request: HttpRequest, project_id: int) -> HttpResponse:
 def _run_context(request: HttpRequest, project_id: int, run_id: int) -> dict:
     project = project_for_admin(request.user, project_id)
     run = get_object_or_404(TrainingRun, pk=run_id, project=project)
-    curves = {name: mark_safe(svg) for name, svg in run_curves(run.history, total_steps=run.total_steps).items()}  # noqa: S308 - escaped in prm.curves
+    curves = {name: mark_safe(svg) for name, svg in run_curves(run.history, total_steps=run.total_steps).items()}  # noqa: S308 - escaped in prm.core.curves
     return {"project": project, "run": run, "curves": curves, "last": run.history[-1] if run.history else None,
             "versions": run.versions.all()}
 

@@ -1,4 +1,4 @@
-"""prm.answers: extraction, option letters, equivalence, thread safety, agreement with MATH-V."""
+"""prm.core.answers: extraction, option letters, equivalence, thread safety, agreement with MATH-V."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from prm.answers import (
+from prm.core.answers import (
     answers_equivalent,
     clear_caches,
     extract_final_answer,

@@ -16,7 +16,7 @@ from annotation.models import AutoLabel, GoldLabel, Image, Item, ItemImage, Solu
 from annotation.selectors import ExportFilters
 from annotation.services.dataset_export import dataset_export
 from annotation.services.dataset_import import dataset_import
-from prm.prompts import PRM_SYSTEM_PROMPT
+from prm.core.prompts import PRM_SYSTEM_PROMPT
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prm.tiny_models import build_tiny_qwen2_vl
+from prm.core.tiny_models import build_tiny_qwen2_vl
 from workers.errors import PermanentJobError, TransientJobError
 from workers.generation.base import GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.openai_backend import OpenAIBackend, chat_payload

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from annotation.steps import merge_steps
-from prm import mc
+from prm.core import mc
 
 
 def scripted_oracle(rates: list[float]):
@@ -211,7 +211,7 @@ def test_on_visualprm400k_shaped_solutions_the_strategies_meet_their_measured_fi
     """The benchmark's simulated policy (benchmarks/mc_strategies.py), 400 solutions, same draws.
 
     Adaptive with rounds of 1 reaches the bound sum E[min(k, first right)] (3.5x for rates uniform
-    on (0, 1]: the issue's 4x is out of reach with identical labels, see prm/mc.py); first-error
+    on (0, 1]: the issue's 4x is out of reach with identical labels, see prm/core/mc.py); first-error
     search meets 8x with >= 95% agreement.
     """
     from benchmarks.mc_strategies import (

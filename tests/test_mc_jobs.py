@@ -270,7 +270,7 @@ def test_sampling_job_fills_items_up_to_n_solutions_idempotently(
 
 
 def test_mc_job_with_a_local_transformers_model(celery_worker_process, project, tmp_path):
-    from prm.tiny_models import build_tiny_qwen2_vl
+    from prm.core.tiny_models import build_tiny_qwen2_vl
 
     model_dir = build_tiny_qwen2_vl(tmp_path / "tiny-policy")
     for i in range(2):

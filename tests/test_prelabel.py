@@ -10,9 +10,9 @@ from PIL import Image as PILImage
 
 from annotation.models import AutoLabel, ItemImage, Project, Role, Solution
 from annotation.services.queue import next_assignment
+from prm.core.scoring import PRMScorer
+from prm.core.tiny_models import build_tiny_qwen2_vl
 from prm.models import PRMVersion
-from prm.scoring import PRMScorer
-from prm.tiny_models import build_tiny_qwen2_vl
 from tests.conftest import wait_for
 from tests.factories import add_member, make_solution
 from workers.models import Job, JobChunk

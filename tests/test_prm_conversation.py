@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prm.conversation import (
+from prm.core.conversation import (
     IGNORE_INDEX,
     collate_conversations,
     encode_conversation,
@@ -15,8 +15,8 @@ from prm.conversation import (
     prm_messages,
     render,
 )
-from prm.prompts import NEGATIVE_TOKEN, POSITIVE_TOKEN, PRM_SYSTEM_PROMPT
-from prm.tiny_models import build_tiny_backbone
+from prm.core.prompts import NEGATIVE_TOKEN, POSITIVE_TOKEN, PRM_SYSTEM_PROMPT
+from prm.core.tiny_models import build_tiny_backbone
 
 FAMILIES = ["qwen2_vl", "llava"]
 # "+" and "-" inside the question and steps must not be mistaken for answers.

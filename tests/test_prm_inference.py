@@ -15,9 +15,9 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from annotation.models import Role
+from prm.core.scoring import PRMScorer
+from prm.core.tiny_models import build_tiny_backbone
 from prm.models import PRMVersion
-from prm.scoring import PRMScorer
-from prm.tiny_models import build_tiny_backbone
 from tests.factories import add_member, make_solution, png_bytes
 
 QUESTION = "What is 2+3?"

@@ -3,7 +3,7 @@
 Each item is a picture of a red or a green square; its solution claims a colour in one step, with
 other steps around it. Gold: "+" iff the claim matches the picture. The data goes through the real
 database path (items with stored images, imported gold labels), prm.training_data (merge, split by
-item) and prm.training on CPU; a tiny Qwen2-VL must then reach macro F1 > 0.9 on the claim steps of
+item) and prm.core.training on CPU; a tiny Qwen2-VL must then reach macro F1 > 0.9 on the claim steps of
 held-out items, while the same model untrained sits near chance.
 """
 
@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from annotation.models import GoldLabel
-from prm.conversation import load_processor
-from prm.metrics import ScoredSolution, step_f1
-from prm.scoring import PRMScorer
-from prm.tiny_models import build_tiny_backbone
+from prm.core.conversation import load_processor
+from prm.core.metrics import ScoredSolution, step_f1
+from prm.core.scoring import PRMScorer
+from prm.core.tiny_models import build_tiny_backbone
+from prm.core.training import train_prm
+from prm.core.training_config import TrainConfig
 from prm.train_runner import encode_examples, evaluate_examples
-from prm.training import train_prm
-from prm.training_config import TrainConfig
 from prm.training_data import MergePolicy, example_images, training_set_build
 from tests.factories import make_solution
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prm.metrics import (
+from prm.core.metrics import (
     BestOfNReport,
     Candidate,
     ScoredSolution,

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from prm.conversation import encode_conversation
-from prm.scoring import PRMScorer, ReferenceScorer, aggregate_step_scores
-from prm.tiny_models import build_tiny_backbone
+from prm.core.conversation import encode_conversation
+from prm.core.scoring import PRMScorer, ReferenceScorer, aggregate_step_scores
+from prm.core.tiny_models import build_tiny_backbone
 
 QUESTION = "What is the area of the triangle in the figure?"
 SOLUTIONS = [

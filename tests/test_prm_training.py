@@ -13,11 +13,11 @@ from django.db.models import F
 from PIL import Image
 
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item
-from prm.conversation import IGNORE_INDEX, encode_conversation, label_token_ids, load_processor
-from prm.scoring import PRMScorer
-from prm.tiny_models import build_tiny_backbone
-from prm.training import STATE_FILE, latest_checkpoint, train_prm, warmup_cosine
-from prm.training_config import TrainConfig
+from prm.core.conversation import IGNORE_INDEX, encode_conversation, label_token_ids, load_processor
+from prm.core.scoring import PRMScorer
+from prm.core.tiny_models import build_tiny_backbone
+from prm.core.training import STATE_FILE, latest_checkpoint, train_prm, warmup_cosine
+from prm.core.training_config import TrainConfig
 from prm.training_data import MergePolicy, machine_labels, resolve_step_label, training_set_build
 from tests.factories import make_solution
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django import forms
 
 from annotation.models import Item, Project
-from prm import mc
+from prm.core import mc
 from workers.generation.base import BACKENDS
 from workers.prelabel_services import live_prm_version, no_live_prm_message
 from workers.selection import (

@@ -17,7 +17,7 @@ from django.db import transaction
 
 from annotation.models import AutoLabel, Item, ItemImage, Solution, Step
 from annotation.steps import join_steps, split_steps
-from prm import mc
+from prm.core import mc
 from workers.generation.base import GenerationBackend, GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.prompting import solution_messages
 from workers.models import Job, JobChunk
@@ -69,7 +69,7 @@ class SolutionOracle:
         seed_parts: tuple,
         heartbeat=None,
     ):
-        from prm.answers import judge_response
+        from prm.core.answers import judge_response
 
         self.judge = judge_response
         self.backend = backend
@@ -196,7 +196,7 @@ def sample_key(policy: str, index: int) -> str:
 
 @runner(Job.Kind.SAMPLE_SOLUTIONS)
 def run_sample_solutions(chunk: JobChunk) -> dict:
-    from prm.answers import judge_response
+    from prm.core.answers import judge_response
 
     params = chunk.job.params
     policy, n = params["policy"], int(params["n"])

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from django.db.models import Count, Q
 
 from annotation.models import Item, Project, Solution
-from prm import mc
+from prm.core import mc
 from workers.generation.base import BACKENDS, SamplingParams, backend_label
 from workers.models import Job
 from workers.services import job_create

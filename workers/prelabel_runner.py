@@ -33,7 +33,7 @@ def cached_scorer(directory: str):
     if directory not in _scorer_cache:
         import torch
 
-        from prm.scoring import PRMScorer
+        from prm.core.scoring import PRMScorer
 
         if not (Path(directory) / "config.json").is_file():
             raise PermanentJobError(f"PRM folder {directory!r} holds no model (no config.json there)")

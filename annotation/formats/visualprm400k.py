@@ -22,7 +22,7 @@ from annotation.formats.reading import RecordReader, iter_json_records
 from annotation.formats.records import ExportRecord, ParsedAutoLabel, ParsedItem, ParsedSolution
 from annotation.formats.visualprm400k_raw import image_value, item_external_id, read_image_field
 from annotation.steps import join_steps
-from prm.prompts import (
+from prm.core.prompts import (
     FIRST_TURN_PREFIX,
     FIRST_TURN_SEPARATOR,
     NEGATIVE_TOKEN,

@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
             name='TrainingRun',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('config', models.JSONField(default=dict, help_text='The resolved TrainConfig (prm.training_config).')),
+                ('config', models.JSONField(default=dict, help_text='The resolved TrainConfig (prm.core.training_config).')),
                 ('merge_policy', models.JSONField(default=dict, help_text='How step labels were merged (prm.training_data).')),
                 ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=10)),
                 ('step', models.PositiveIntegerField(default=0)),

@@ -77,7 +77,7 @@ class TransformersBackend(GenerationBackend):
         self.device = device
         self.batch_size = max(1, int(batch_size))
         try:
-            from prm.conversation import load_processor
+            from prm.core.conversation import load_processor
 
             self.processor = load_processor(directory)
             self.model = self._load_model(directory, getattr(torch, dtype)).to(device).eval()

@@ -90,7 +90,7 @@ class VLLMBackend(GenerationBackend):
             from vllm import LLM
         except ImportError as exc:
             raise PermanentJobError(f"the vllm back end needs vllm installed in the worker: {exc}") from exc
-        from prm.conversation import load_processor
+        from prm.core.conversation import load_processor
 
         self.name = directory.name
         self.processor = load_processor(directory)

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         if (directory / "config.json").exists():
             self.stdout.write(f"Tiny local model: {directory}")
             return
-        from prm.tiny_models import build_tiny_qwen2_vl
+        from prm.core.tiny_models import build_tiny_qwen2_vl
 
         build_tiny_qwen2_vl(directory)
         self.stdout.write(

@@ -10,9 +10,9 @@ from PIL import Image as PILImage
 
 from annotation.models import Project
 from annotation.steps import split_steps
+from prm.core.metrics import AGGREGATIONS
+from prm.core.scoring import PRMScorer
 from prm.inference import InferenceError, scorer_for_directory, version_for
-from prm.metrics import AGGREGATIONS
-from prm.scoring import PRMScorer
 
 
 def add_model_arguments(parser) -> None:

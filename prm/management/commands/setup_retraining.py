@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--every-minutes", type=int, default=60, help="How often beat checks for new labels.")
         parser.add_argument("--min-new-labels", type=int, default=200, help="Retrain after this many new labels.")
         parser.add_argument("--backbone", help="Backbone folder to train from (default: the last run's).")
-        parser.add_argument("--config", help="Training settings as JSON (prm.training_config.TrainConfig fields).")
+        parser.add_argument("--config", help="Training settings as JSON (prm.core.training_config.TrainConfig fields).")
         parser.add_argument("--margin", type=float, help="Macro F1 gain a candidate needs to become live (0.01).")
         parser.add_argument("--disable", action="store_true", help="Keep the schedule but stop running it.")
 

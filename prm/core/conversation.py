@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from prm.prompts import NEGATIVE_TOKEN, POSITIVE_TOKEN, PRM_SYSTEM_PROMPT, first_turn
+from prm.core.prompts import NEGATIVE_TOKEN, POSITIVE_TOKEN, PRM_SYSTEM_PROMPT, first_turn
 
 IGNORE_INDEX = -100
 # Keys a processor returns that run along the token axis and so are padded, not concatenated.

@@ -29,8 +29,8 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
-from prm.conversation import image_only_processor
-from prm.prompts import FIRST_TURN_TEMPLATE, PRM_SYSTEM_PROMPT
+from prm.core.conversation import image_only_processor
+from prm.core.prompts import FIRST_TURN_TEMPLATE, PRM_SYSTEM_PROMPT
 
 # Text the tokenizers learn their merges from: the PRM prompts and some step-like math prose, so
 # that realistic conversations tokenize into a few hundred ids rather than one id per byte.

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from prm.conversation import (
+from prm.core.conversation import (
     collate_conversations,
     encode_conversation,
     label_token_ids,
@@ -22,8 +22,8 @@ from prm.conversation import (
     prm_messages,
     render,
 )
-from prm.metrics import AGGREGATIONS, Aggregation, aggregate_step_scores  # noqa: F401 - re-exported
-from prm.prompts import POSITIVE_TOKEN
+from prm.core.metrics import AGGREGATIONS, Aggregation, aggregate_step_scores  # noqa: F401 - re-exported
+from prm.core.prompts import POSITIVE_TOKEN
 
 
 class _Backbone:

@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from prm.conversation import (
+from prm.core.conversation import (
     IGNORE_INDEX,
     EncodedConversation,
     collate_conversations,
     label_token_ids,
     load_processor,
 )
-from prm.training_config import TrainConfig
+from prm.core.training_config import TrainConfig
 
 ProgressCallback = Callable[[int, float, float, float], None]  # (step, loss, lr, tokens_per_s)
 StartCallback = Callable[[int, int], None]  # (total_steps, first_step): first_step > 0 after a resume
