@@ -151,13 +151,12 @@ def dataset_import(
 class _BatchWriter:
     """Stores parsed solutions batch by batch inside the caller's transaction.
 
-    On PostgreSQL items, solutions, steps and labels go in with COPY (several times faster than
-    INSERT for millions of steps), their ids reserved from the tables' sequences so steps can
-    name their solution and labels their step. Other databases (SQLite, the embedded default)
-    use bulk_create; both store the same rows.
+    Items, solutions, steps and labels go in with COPY (several times faster than INSERT for
+    millions of steps), their ids reserved from the tables' sequences so steps can name their
+    solution and labels their step.
     """
 
-    # Tests turn this off to compare the COPY path with the portable one on PostgreSQL.
+    # Tests turn this off to check COPY stores what the ORM's bulk_create would, row for row.
     use_copy: bool = True
 
     def __init__(self, *, project: Project, source: ImportSource, written_files: list[str], progress):
@@ -170,7 +169,7 @@ class _BatchWriter:
         self.items_created: set[int] = set()  # item pks this import created: no stored solutions to look up
         self.image_ids: dict[str, int] = {}  # source path -> image pk
         self.seen: dict[tuple[str, str], int] = {}  # (item external id, solution key) -> line
-        self.copy = self.use_copy and connection.vendor == "postgresql"
+        self.copy = self.use_copy
         self.sequences: dict[str, str] = {}  # table -> its id sequence
         self.analyze_registered = False
 
