@@ -72,10 +72,12 @@ def take_next(client: APIClient, team: Team) -> dict:
 def label_all(client: APIClient, team: Team, taken: dict, values: list[int]) -> None:
     steps = taken["solution"]["steps"]
     assert len(steps) == len(values)
-    for step, value in zip(steps, values, strict=True):
+    for position, (step, value) in enumerate(zip(steps, values, strict=True)):
         response = client.put(label_url(team, taken["assignment"]["id"], step["id"]), {"value": value}, format="json")
         assert response.status_code == 200, response.content
-        assert response.json() == {"step_id": step["id"], "index": step["index"], "value": value}
+        # Labelled in order in an every-step project: the steps after this one are still missing.
+        later = [later["id"] for later in steps[position + 1:]]
+        assert response.json() == {"step_id": step["id"], "index": step["index"], "value": value, "missing_step_ids": later}
 
 
 def submit(client: APIClient, team: Team, assignment_id: int, **body):
@@ -91,6 +93,7 @@ def test_whole_flow_by_token(team):
     taken = take_next(ann1, team)
     assert taken["solution"]["id"] == first.id and taken["assignment"]["status"] == "assigned"
     assert [s["index"] for s in taken["solution"]["steps"]] == [0, 1, 2]
+    assert taken["missing_step_ids"] == [s["id"] for s in taken["solution"]["steps"]]
     assert "is_gold_check" not in taken["assignment"]  # hidden quality checks stay hidden
     # Asking again before finishing gives the same open assignment, not a second one.
     assert take_next(ann1, team)["assignment"]["id"] == taken["assignment"]["id"]
@@ -98,6 +101,7 @@ def test_whole_flow_by_token(team):
     labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=taken["assignment"]["id"]))
     assert labels.status_code == 200
     assert labels.json()["labelled"] == 3 and [row["value"] for row in labels.json()["labels"]] == [1, 1, 1]
+    assert labels.json()["missing_step_ids"] == []
     done = submit(ann1, team, taken["assignment"]["id"], seconds=42)
     assert done.status_code == 200 and done.json()["status"] == "submitted" and done.json()["seconds_spent"] == 42
     assert take_next(ann1, team)["solution"]["id"] == second.id
@@ -359,15 +363,16 @@ def test_assignment_payloads_match_the_documented_serializer(team):
     """next, label and submit build their answers by hand; they must read as DRF would write them."""
     from rest_framework.renderers import JSONRenderer
 
-    from annotation.api.labelling_serializers import AssignmentSerializer
+    from annotation.api.labelling_serializers import AssignmentSerializer, LabelSavedSerializer
     from annotation.models import Assignment
 
     ann1 = team.client("ann1")
     taken = take_next(ann1, team)
-    step_id = taken["solution"]["steps"][0]["id"]
+    step_id, *others = [s["id"] for s in taken["solution"]["steps"]]
     labelled = ann1.put(label_url(team, taken["assignment"]["id"], step_id), {"value": -1}, format="json")
     assert labelled["Content-Type"] == "application/json"
-    assert labelled.content == JSONRenderer().render({"step_id": step_id, "index": 0, "value": -1})
+    saved = {"step_id": step_id, "index": 0, "value": -1, "missing_step_ids": others}
+    assert labelled.content == JSONRenderer().render(LabelSavedSerializer(saved).data)
     label_all(ann1, team, taken, [1, 1, 1])
     done = submit(ann1, team, taken["assignment"]["id"], seconds=7)
     stored = Assignment.objects.get(id=taken["assignment"]["id"])
@@ -486,3 +491,23 @@ def test_images_are_served_to_token_clients_of_the_project_only(make_user):
     assert client.get(f"/images/{sha}/").status_code == 404
     client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     assert client.get(f"/images/{sha}/").status_code == 302
+
+
+def test_first_error_projects_require_steps_up_to_the_first_incorrect_one(team):
+    """The server decides what is missing; the page and API clients only show it."""
+    team.project.label_mode = "first_error"
+    team.project.save()
+    ann1 = team.client("ann1")
+    taken = take_next(ann1, team)
+    assignment_id = taken["assignment"]["id"]
+    first, second, third = (s["id"] for s in taken["solution"]["steps"])
+    saved = ann1.put(label_url(team, assignment_id, second), {"value": -1}, format="json").json()
+    assert saved["missing_step_ids"] == [first]  # the third step comes after the first error
+    labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
+    assert labels["missing_step_ids"] == [first]
+    cleared = ann1.delete(label_url(team, assignment_id, second))
+    assert cleared.status_code == 204
+    labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
+    assert labels["missing_step_ids"] == [first, second, third]
+    assert ann1.put(label_url(team, assignment_id, first), {"value": -1}, format="json").json()["missing_step_ids"] == []
+    assert submit(ann1, team, assignment_id).status_code == 200
