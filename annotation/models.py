@@ -357,6 +357,9 @@ class Assignment(models.Model):
     seconds_spent = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every label change, only while open; submit finishes only the version it checked,
+    # so a label cannot change after submit, nor submit miss a change made meanwhile.
+    label_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     @property
     def holds_slot(self) -> bool:

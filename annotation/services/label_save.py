@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import F
 from django.http import Http404
 
 from annotation.models import Assignment, Step
@@ -105,10 +106,13 @@ def assignment_step_label_clear(*, user, project_id: int, assignment_id: int, st
     step = Step.objects.filter(pk=step_id, solution_id=assignment.solution_id).only("index", "text").first()
     if step is None:
         raise Http404("No such step in your assignments.")
-    # Locked, so the status read is the latest: a submit or skip that committed meanwhile is seen.
-    status = Assignment.objects.select_for_update().values_list("status", flat=True).get(pk=assignment.pk)
-    if status != Assignment.Status.ASSIGNED:
-        raise AssignmentClosed(status)
+    # The label version goes up only while the assignment is open, and the row stays locked until
+    # the delete commits: a submit in between runs again and sees the step unlabelled.
+    bumped = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.ASSIGNED).update(
+        label_version=F("label_version") + 1
+    )
+    if not bumped:
+        raise AssignmentClosed(Assignment.objects.values_list("status", flat=True).get(pk=assignment.pk))
     write = step_label_clear(step_id=step.id, annotator_id=user.pk)
     sees_hints = sees_machine_hints(user, assignment.solution.item.project)
     target = LabelTarget(

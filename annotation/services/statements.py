@@ -96,6 +96,18 @@ _LABELS = """
 """
 _MISSING_IDS = '(SELECT array_agg(step_id ORDER BY "index") FROM missing)'
 
+# Labels change only while the assignment is open, checked on its latest version: a label write
+# bumps the assignment's label_version under `status = open` (which takes the row's lock until
+# commit), and submit finishes only the version its snapshot read. Whichever commits first, the
+# other sees it: a save after a submit writes nothing, a submit racing a change runs again.
+_BUMP = """
+    bump AS (
+        UPDATE {assignment} AS a SET label_version = a.label_version + 1
+        WHERE a.id = %(assignment)s AND a.status = %(open)s AND EXISTS (SELECT 1 FROM allowed)
+        RETURNING a.id
+    )
+"""
+
 
 def _access(join: str = "") -> str:
     return _ACCESS.replace("{join}", join)
@@ -158,8 +170,9 @@ class LabelSaveRow:
 @cache
 def _label_save_sql() -> str:
     # `target` is the access check; `allowed` is empty unless it passed and the assignment is
-    # open (and %(write)s: a bad value only asks whether the user may), and every write below
-    # depends on `allowed`. `old` locks the current row (FOR UPDATE reads the latest committed
+    # open (and %(write)s: a bad value only asks whether the user may); `bump` (see _BUMP) then
+    # re-checks the status on the assignment's latest version, and every write below depends on
+    # it: nothing is written once a submit has committed. `old` locks the current row (FOR UPDATE reads the latest committed
     # version), then either the insert or the update runs; the history takes its old value from
     # the locked row. `missing` counts this step as labelled with the new value.
     return _sql(
@@ -170,16 +183,16 @@ def _label_save_sql() -> str:
             {access}
         ), allowed AS (
             SELECT sees_hints FROM target WHERE status = %(open)s AND %(write)s
-        ), hints AS (
+        ), {bump}, hints AS (
             {hints} AND EXISTS (SELECT 1 FROM allowed WHERE sees_hints)
         ), old AS (
             SELECT id, value, shown_hints FROM {label}
-            WHERE step_id = %(step)s AND annotator_id = %(user)s AND EXISTS (SELECT 1 FROM allowed)
+            WHERE step_id = %(step)s AND annotator_id = %(user)s AND EXISTS (SELECT 1 FROM bump)
             FOR UPDATE
         ), inserted AS (
             INSERT INTO {label} (step_id, annotator_id, value, shown_hints, created_at, updated_at)
             SELECT %(step)s, %(user)s, %(value)s, (SELECT shown FROM hints), now(), now()
-            WHERE EXISTS (SELECT 1 FROM allowed) AND NOT EXISTS (SELECT 1 FROM old)
+            WHERE EXISTS (SELECT 1 FROM bump) AND NOT EXISTS (SELECT 1 FROM old)
             ON CONFLICT (step_id, annotator_id) DO NOTHING
             RETURNING id
         ), updated AS (
@@ -201,6 +214,7 @@ def _label_save_sql() -> str:
         FROM target
         """,
         access=_access("JOIN {step} st ON st.solution_id = a.solution_id AND st.id = %(step)s"),
+        bump=_BUMP,
         hints=_HINTS,
         labels=_labels("CASE WHEN st.id = %(step)s THEN %(value)s ELSE hl.value END"),
         missing_ids=_MISSING_IDS,
@@ -340,19 +354,19 @@ class SubmitRow:
 @cache
 def _submit_sql() -> str:
     # `target` is the access check (no row: refused). A cannot-judge reason needs no labels. The
-    # UPDATE re-checks the status on the row's latest version, so a second submit at the same
-    # moment changes nothing.
+    # UPDATE re-checks the status and the label version (_BUMP) on the row's latest version, so a
+    # second submit at the same moment changes nothing, and neither does one whose labels changed.
     return _sql(
         """
         WITH target AS (
-            SELECT a.id, a.status, a.solution_id, p.label_mode
+            SELECT a.id, a.status, a.solution_id, a.label_version, p.label_mode
             {access}
         ), {labels}, finished AS (
             UPDATE {assignment} AS a
             SET status = %(new_status)s, reason = %(reason)s, finished_at = now(),
                 seconds_spent = a.seconds_spent + %(seconds)s
             FROM target
-            WHERE a.id = target.id AND a.status = %(open)s
+            WHERE a.id = target.id AND a.status = %(open)s AND a.label_version = target.label_version
               AND (%(reason)s <> '' OR NOT EXISTS (SELECT 1 FROM missing))
             RETURNING {a_cols}
         )

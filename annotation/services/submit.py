@@ -14,6 +14,8 @@ from annotation.models import Assignment
 from annotation.services.label_save import AssignmentClosed
 from annotation.services.statements import submit_statement
 
+_ATTEMPTS = 5
+
 
 class SubmitRejected(ValueError):
     @classmethod
@@ -65,21 +67,23 @@ def _finish(
     *, user_id: int, staff: bool, project_id: int, assignment_id: int, seconds_spent: int, cannot_judge_reason: str
 ) -> Assignment:
     reason = cannot_judge_reason.strip()
-    row = submit_statement(
-        user_id=user_id,
-        staff=staff,
-        project_id=project_id,
-        assignment_id=assignment_id,
-        new_status=Assignment.Status.CANNOT_JUDGE if reason else Assignment.Status.SUBMITTED,
-        reason=reason,
-        seconds=max(0, int(seconds_spent)),
-    )
-    if row is None:
-        raise Http404("No such assignment.")
-    if row.finished is not None:
-        return row.finished
-    if row.status != Assignment.Status.ASSIGNED:
-        raise AssignmentClosed(row.status)
-    if row.missing_numbers:
-        raise SubmitRejected.unlabelled(row.missing_numbers)
-    raise SubmitRejected("this item is already finished")  # by another request, after our snapshot
+    for _attempt in range(_ATTEMPTS):
+        row = submit_statement(
+            user_id=user_id,
+            staff=staff,
+            project_id=project_id,
+            assignment_id=assignment_id,
+            new_status=Assignment.Status.CANNOT_JUDGE if reason else Assignment.Status.SUBMITTED,
+            reason=reason,
+            seconds=max(0, int(seconds_spent)),
+        )
+        if row is None:
+            raise Http404("No such assignment.")
+        if row.finished is not None:
+            return row.finished
+        if row.status != Assignment.Status.ASSIGNED:
+            raise AssignmentClosed(row.status)
+        if row.missing_numbers:
+            raise SubmitRejected.unlabelled(row.missing_numbers)
+        # Finished by another request, or a label changed, after our snapshot: look again.
+    raise SubmitRejected("the labels kept changing while submitting: try again")
