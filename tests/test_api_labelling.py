@@ -80,6 +80,15 @@ def label_all(client: APIClient, team: Team, taken: dict, values: list[int]) -> 
         assert response.json() == {"step_id": step["id"], "index": step["index"], "value": value, "missing_step_ids": later}
 
 
+def _handed_out_an_hour_ago(taken: dict) -> None:
+    """Seconds on task are capped by the wall time since the assignment was handed out."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Assignment.objects.filter(id=taken["assignment"]["id"]).update(created_at=timezone.now() - timedelta(hours=1))
+
+
 def submit(client: APIClient, team: Team, assignment_id: int, **body):
     return client.post(
         url("assignment-submit", project_id=team.project.id, assignment_id=assignment_id), body, format="json"
@@ -98,6 +107,7 @@ def test_whole_flow_by_token(team):
     # Asking again before finishing gives the same open assignment, not a second one.
     assert take_next(ann1, team)["assignment"]["id"] == taken["assignment"]["id"]
     label_all(ann1, team, taken, [1, 1, 1])
+    _handed_out_an_hour_ago(taken)
     labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=taken["assignment"]["id"]))
     assert labels.status_code == 200
     assert labels.json()["labelled"] == 3 and [row["value"] for row in labels.json()["labels"]] == [1, 1, 1]
@@ -374,11 +384,13 @@ def test_assignment_payloads_match_the_documented_serializer(team):
     saved = {"step_id": step_id, "index": 0, "value": -1, "missing_step_ids": others}
     assert labelled.content == JSONRenderer().render(LabelSavedSerializer(saved).data)
     label_all(ann1, team, taken, [1, 1, 1])
+    _handed_out_an_hour_ago(taken)
     done = submit(ann1, team, taken["assignment"]["id"], seconds=7)
     stored = Assignment.objects.get(id=taken["assignment"]["id"])
     expected = dict(AssignmentSerializer(stored).data)
     assert done.content == JSONRenderer().render(expected)
-    assert taken["assignment"] | {"status": "submitted", "seconds_spent": 7, "finished_at": expected["finished_at"]} == expected
+    changed = {"status": "submitted", "seconds_spent": 7, "finished_at": expected["finished_at"]}
+    assert taken["assignment"] | changed | {"created_at": expected["created_at"]} == expected
     assert expected["finished_at"] is not None
 
 

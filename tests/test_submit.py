@@ -7,10 +7,12 @@ assignment once only, also when two submits race.
 """
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.http import Http404
+from django.utils import timezone
 
 from annotation.models import Assignment, LabelMode, Project, Role
 from annotation.services.label_save import AssignmentClosed
@@ -28,6 +30,8 @@ def work(make_user):
     for user in (alice, bob):
         add_member(project, user, Role.ANNOTATOR)
     assignment = Assignment.objects.create(solution=solution, annotator=alice)
+    # Handed out an hour ago: the seconds reported below fit the wall time since.
+    Assignment.objects.filter(pk=assignment.pk).update(created_at=timezone.now() - timedelta(hours=1))
     return project, assignment, list(solution.steps.order_by("index")), alice, bob
 
 
@@ -122,3 +126,21 @@ def test_two_submits_at_once_finish_it_once(work):
         thread.join()
     assert sorted(outcomes) == ["done"] + ["refused"] * 5
     assert Assignment.objects.get(pk=assignment.pk).seconds_spent == 5, "the time is added once"
+
+
+@pytest.mark.django_db
+def test_time_on_task_never_passes_the_wall_time_since_the_assignment_was_handed_out(work):
+    from annotation.services.queue import assignment_add_time
+
+    project, assignment, _, alice, _ = work
+    Assignment.objects.filter(pk=assignment.pk).update(created_at=timezone.now() - timedelta(seconds=100))
+    assignment_add_time(assignment=assignment, seconds=60)
+    assert Assignment.objects.get(pk=assignment.pk).seconds_spent == 60
+    # A heartbeat claiming an hour gets the wall time (the test's transaction began a moment before).
+    assignment_add_time(assignment=assignment, seconds=3600)
+    capped = Assignment.objects.get(pk=assignment.pk).seconds_spent
+    assert 90 <= capped <= 101
+    assignment_add_time(assignment=assignment, seconds=-50)  # never goes down
+    assert Assignment.objects.get(pk=assignment.pk).seconds_spent == capped
+    done = _submit(alice, project, assignment, seconds=10**6, reason="unreadable")
+    assert done.seconds_spent == capped, "the same transaction: no more wall time has passed"

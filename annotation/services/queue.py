@@ -17,7 +17,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Assignment, GoldLabel, Project, Solution, Step
-from annotation.services.statements import assignment_from_row, next_item_statement
+from annotation.services.statements import (
+    assignment_from_row,
+    assignment_time_add_statement,
+    next_item_statement,
+)
 from annotation.services.submit import SubmitRejected
 
 # Skipped assignments give their slot back to other annotators; hidden gold checks take none.
@@ -126,7 +130,8 @@ def assignment_skip(*, assignment: Assignment, reason: str = "", flag_bad_proble
 
 
 def assignment_add_time(*, assignment: Assignment, seconds: int) -> None:
-    # F() so concurrent heartbeats from two tabs add up instead of overwriting each other.
-    Assignment.objects.filter(pk=assignment.pk).update(
-        seconds_spent=F("seconds_spent") + max(0, min(int(seconds), 3600))
-    )
+    """Add a heartbeat's seconds to an open assignment, capped by the wall time since it was handed out.
+
+    Added in the database, so concurrent heartbeats from two tabs add up instead of overwriting each other.
+    """
+    assignment_time_add_statement(assignment_id=assignment.pk, seconds=max(0, int(seconds)))

@@ -96,6 +96,14 @@ _LABELS = """
 """
 _MISSING_IDS = '(SELECT array_agg(step_id ORDER BY "index") FROM missing)'
 
+# Time on task: seconds reported by heartbeats and submit are added, but the total never passes the
+# wall time since the assignment was handed out (nor goes down).
+_SECONDS_ADDED = """
+    GREATEST(a.seconds_spent, LEAST(
+        a.seconds_spent + %(seconds)s, CEIL(EXTRACT(EPOCH FROM now() - a.created_at))::integer
+    ))
+"""
+
 # Labels change only while the assignment is open, checked on its latest version: a label write
 # bumps the assignment's label_version under `status = open` (which takes the row's lock until
 # commit), and submit finishes only the version its snapshot read. Whichever commits first, the
@@ -137,6 +145,11 @@ def _run(sql: str, params: dict) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def _run_no_result(sql: str, params: dict) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _access_params(*, user_id: int, staff: bool, project_id: int, assignment_id: int) -> dict:
@@ -364,7 +377,7 @@ def _submit_sql() -> str:
         ), {labels}, finished AS (
             UPDATE {assignment} AS a
             SET status = %(new_status)s, reason = %(reason)s, finished_at = now(),
-                seconds_spent = a.seconds_spent + %(seconds)s
+                seconds_spent = {seconds_added}
             FROM target
             WHERE a.id = target.id AND a.status = %(open)s AND a.label_version = target.label_version
               AND (%(reason)s <> '' OR NOT EXISTS (SELECT 1 FROM missing))
@@ -377,6 +390,7 @@ def _submit_sql() -> str:
         """,
         access=_access(),
         labels=_labels("hl.value"),
+        seconds_added=_SECONDS_ADDED,
         a_cols=rows.columns(Assignment, "a"),
     )
 
@@ -399,6 +413,19 @@ def submit_statement(
         missing_numbers=missing or [],
         finished=None if finished[0] is None else rows.instance(Assignment, finished),
     )
+
+
+@cache
+def _time_add_sql() -> str:
+    return _sql(
+        "UPDATE {assignment} AS a SET seconds_spent = {seconds_added} WHERE a.id = %(assignment)s AND a.status = %(open)s",
+        seconds_added=_SECONDS_ADDED,
+    )
+
+
+def assignment_time_add_statement(*, assignment_id: int, seconds: int) -> None:
+    """A heartbeat's seconds, by the same rule as submit's (here so the rule is written once)."""
+    _run_no_result(_time_add_sql(), {"assignment": assignment_id, "seconds": seconds, "open": Assignment.Status.ASSIGNED})
 
 
 # --- the required steps, for the pages and the API ----------------------------------------
