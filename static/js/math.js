@@ -5,6 +5,9 @@
 (function () {
   "use strict";
   const OPTIONS = { throwOnError: false, trust: false, strict: "ignore", maxExpand: 1000 };
+  // KaTeX draws commands it will not run (\href with trust off) as their names in errorColor and
+  // drops their arguments; a bare token with one is kept as typed, so nothing the model wrote is hidden.
+  const REFUSED = "#cc0001";
   const SKIP = new Set(["SCRIPT", "STYLE", "TEXTAREA", "CODE", "PRE"]);
 
   // Tokens: a run without whitespace outside braces, so `\boxed{0 or 2}` is one token.
@@ -42,7 +45,8 @@
     tokens.forEach(([start, end]) => {
       const span = document.createElement("span");
       try {
-        window.katex.render(text.slice(start, end), span, { ...OPTIONS, throwOnError: true });
+        window.katex.render(text.slice(start, end), span, { ...OPTIONS, throwOnError: true, errorColor: REFUSED });
+        if (span.innerHTML.includes(REFUSED)) return;
       } catch (error) {
         return; // not LaTeX KaTeX knows: the token stays in the text as typed
       }
