@@ -291,3 +291,26 @@ def test_bare_latex_cannot_run_script_or_open_links(page, make_user):
     assert "\\href{javascript:window.__pwned=3}{here}" in first.inner_text()
     assert first.locator(".bare-math").count() == 1  # only \boxed{1} became math
     screenshot(page, "label-bare-latex-hostile")
+
+
+def test_the_server_says_which_steps_are_still_needed(page, make_user):
+    """First-error project: after an incorrect step nothing more is required, as the server decides."""
+    from annotation.services import label_save
+
+    if "missing_step_ids" not in getattr(label_save.LabelSave, "__dataclass_fields__", {}):
+        pytest.skip("the label save does not answer missing_step_ids yet on this branch")
+    project = Project.objects.create(name="First error", overlap=1, label_mode="first_error")
+    solution = make_solution(project, "fe1", ["One.", "Two.", "Three.", "Four."])
+    annotator = make_user("fe")
+    add_member(project, annotator, Role.ANNOTATOR)
+    _open(page, project, "fe")
+    page.keyboard.press("c")
+    page.wait_for_selector("#steps li.step:nth-child(1)[data-save=saved]")
+    assert page.eval_on_selector_all("#steps li.step.missing", "rows => rows.map(r => r.dataset.index)") == ["1", "2", "3"]
+    page.keyboard.press("x")
+    # Nothing left to label and the annotator paused: the submit button takes the focus.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'submit-button'")
+    assert page.locator("#steps li.step.missing").count() == 0
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Nothing left to label")
+    assert Assignment.objects.get(annotator=annotator, solution=solution).status == Assignment.Status.SUBMITTED
