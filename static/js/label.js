@@ -98,7 +98,7 @@
     if (!Array.isArray(ids)) return;
     const missing = new Set(ids.map(String));
     rows().forEach((r) => r.classList.toggle("missing", missing.has(r.dataset.step)));
-    app.dataset.missing = ids.join(",");
+    app.dataset.missingStepIds = ids.join(",");
     // Nothing left to label and the annotator has paused: offer the submit button.
     if (!missing.size && paused && !unsavedSteps().length) document.getElementById("submit-button")?.focus();
   }
@@ -269,8 +269,8 @@
   // Start on the first step still to label: the server's list when it sent one, else the first unlabelled.
   function firstToLabel() {
     const all = rows();
-    if (app.dataset.missing !== undefined) {
-      const first = app.dataset.missing.split(",").filter(Boolean)[0];
+    if (app.dataset.missingStepIds !== undefined) {
+      const first = app.dataset.missingStepIds.split(",").filter(Boolean)[0];
       const index = first ? all.findIndex((r) => r.dataset.step === first) : -1;
       if (index >= 0) return index;
     }
@@ -279,6 +279,7 @@
   }
 
   rows().forEach(draw);
+  if (app.dataset.missingStepIds !== undefined) showMissing(app.dataset.missingStepIds.split(",").filter(Boolean), false);
   focusRow(firstToLabel());
   window.addEventListener("load", prefetchNext);
 })();
