@@ -314,3 +314,35 @@ def test_the_server_says_which_steps_are_still_needed(page, make_user):
     page.keyboard.press("Enter")
     page.wait_for_selector("text=Nothing left to label")
     assert Assignment.objects.get(annotator=annotator, solution=solution).status == Assignment.Status.SUBMITTED
+
+
+def test_real_demo_steps_with_bare_latex_render_as_math(page, make_user):
+    """Steps as MATH-V's models wrote them (bare \\boxed and \\frac, no $), with the question's options."""
+    import json
+
+    from tests.conftest import shared_data
+
+    folder = shared_data("math-v-testmini")
+    questions = {q["id"]: q for q in map(json.loads, (folder / "testmini.jsonl").read_text().splitlines())}
+    chosen = None
+    for line in (folder / "responses" / "GPT4-CoT-text-only.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        steps = [s for s in record["response"].split("\n\n") if s.strip()]
+        bare = [s for s in steps if "\\frac" in s and "$" not in s and "\\(" not in s and "\\[" not in s]
+        if bare and questions[record["id"]]["options"] and any("\\boxed{" in s and "$" not in s for s in steps):
+            chosen = record, steps
+            break
+    assert chosen, "no demo solution with bare \\frac and \\boxed"
+    record, steps = chosen
+    project = Project.objects.create(name="Demo math")
+    solution = make_solution(project, record["id"], steps, question=questions[record["id"]]["question"])
+    solution.item.options = questions[record["id"]]["options"]
+    solution.item.save(update_fields=["options"])
+    add_member(project, make_user("demo"), Role.ANNOTATOR)
+    _open(page, project, "demo")
+    page.wait_for_selector("#steps .bare-math .katex")
+    texts = page.locator("#steps li.step .step-text").all_inner_texts()
+    assert not any("\\boxed{" in t or "\\frac{" in t for t in texts), texts
+    assert page.locator("#steps .bare-math .katex .mfrac").count() >= 1
+    assert page.locator("ol.options li").count() == len(solution.item.options)
+    screenshot(page, "label-demo-bare-latex")
