@@ -143,7 +143,7 @@ def _solution(reader: RecordReader, *, label_source: str, data_source: str, keys
         if type(record_id) is int:
             metadata["id_type"] = "int"
     if len(record) > 3 and (record.keys() - KNOWN_FIELDS):
-        metadata["extra"] = {key: value for key, value in record.items() if key not in KNOWN_FIELDS}
+        metadata["extra"] = {name: value for name, value in record.items() if name not in KNOWN_FIELDS}
     item_metadata: dict = {"prompt": prompt}
     if image_form is not None:
         item_metadata["image_form"] = image_form
