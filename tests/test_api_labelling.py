@@ -208,7 +208,7 @@ ENDPOINTS = [
     Endpoint("next", "post", lambda t, ids: url("project-next", project_id=t.project.id), ok=201),
     Endpoint("labels", "get", _a("assignment-labels"), mine=True),
     Endpoint("label-put", "put", _a("assignment-step-label", "step"), body={"value": -1}, mine=True),
-    Endpoint("label-delete", "delete", _a("assignment-step-label", "step"), mine=True, ok=204),
+    Endpoint("label-delete", "delete", _a("assignment-step-label", "step"), mine=True),
     Endpoint("submit", "post", _a("assignment-submit"), body={"cannot_judge_reason": "blurry"}, mine=True),
     Endpoint("skip", "post", _a("assignment-skip"), body={"reason": "later"}, mine=True),
     Endpoint("review", "get", lambda t, ids: url("review-queue", project_id=t.project.id), review=True),
@@ -334,7 +334,8 @@ def test_a_label_write_never_clobbers_another_annotators(team):
     label_all(ann2, team, theirs, [1, 1, 1])
     label_all(ann1, team, mine, [-1, -1, -1])
     step_ids = [s["id"] for s in mine["solution"]["steps"]]
-    assert ann1.delete(label_url(team, mine["assignment"]["id"], step_ids[0])).status_code == 204
+    cleared = ann1.delete(label_url(team, mine["assignment"]["id"], step_ids[0]))
+    assert cleared.status_code == 200 and cleared.json()["value"] is None
     # Writing through their assignment id is refused, not turned into a write of mine or theirs.
     assert ann1.put(label_url(team, theirs["assignment"]["id"], step_ids[1]), {"value": -1}, format="json").status_code == 404
     assert ann1.delete(label_url(team, theirs["assignment"]["id"], step_ids[2])).status_code == 404
@@ -518,7 +519,8 @@ def test_first_error_projects_require_steps_up_to_the_first_incorrect_one(team):
     labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
     assert labels["missing_step_ids"] == [first]
     cleared = ann1.delete(label_url(team, assignment_id, second))
-    assert cleared.status_code == 204
+    assert cleared.status_code == 200
+    assert cleared.json() == {"step_id": second, "index": 1, "value": None, "missing_step_ids": [first, second, third]}
     labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
     assert labels["missing_step_ids"] == [first, second, third]
     assert ann1.put(label_url(team, assignment_id, first), {"value": -1}, format="json").json()["missing_step_ids"] == []

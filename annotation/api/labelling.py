@@ -121,6 +121,16 @@ def _solution_payload(solution: Solution, request: Request, project: Project) ->
     }
 
 
+def _label_saved_payload(saved) -> dict:
+    """LabelSavedSerializer's shape, built directly (label saves are the most frequent request)."""
+    return {
+        "step_id": saved.target.step_id,
+        "index": saved.target.step_index,
+        "value": saved.write.value,
+        "missing_step_ids": saved.missing_step_ids,
+    }
+
+
 _TIMESTAMP = serializers.DateTimeField()  # formats as the documented serializers do
 
 
@@ -300,29 +310,22 @@ class AssignmentStepLabelView(APIView):
             return _finished_status(exc.status)
         except LabelRejected as exc:
             return Response({"error": f"value: {exc}", "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
-        target = saved.target
-        payload = {
-            "step_id": target.step_id,
-            "index": target.step_index,
-            "value": saved.write.value,
-            "missing_step_ids": saved.missing_step_ids,
-        }
-        return _small_json(request, payload)  # shaped as LabelSavedSerializer
+        return _small_json(request, _label_saved_payload(saved))
 
     @extend_schema(
         operation_id="assignment_step_label_clear",
-        description="Clear my label of one step.",
+        description="Clear my label of one step (clearing a step with no label changes nothing).",
         parameters=[PROJECT_ID, ASSIGNMENT_ID, STEP_ID],
-        responses={204: OpenApiResponse(description="Cleared (or there was none)."), 409: FINISHED},
+        responses={200: shapes.LabelSavedSerializer, 409: FINISHED},
     )
     def delete(self, request, project_id: int, assignment_id: int, step_id: int):
         try:
-            assignment_step_label_clear(
+            cleared = assignment_step_label_clear(
                 user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id
             )
         except AssignmentClosed as exc:
             return _finished_status(exc.status)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return _small_json(request, _label_saved_payload(cleared))
 
 
 class AssignmentSubmitView(APIView):
