@@ -65,6 +65,12 @@ class ExportQuerySerializer(serializers.Serializer):
     images = serializers.BooleanField(
         default=False, help_text="Download a zip holding the data file and images.zip."
     )
+    # The merge policy of label_source=merged (prm.core.merge): the labels a PRM trains on.
+    mc_label = serializers.ChoiceField(choices=["value", "advantage"], default="value")
+    mc_threshold = serializers.FloatField(default=0.0, help_text="Value label: + when mc > this.")
+    advantage_tolerance = serializers.FloatField(default=0.0, min_value=0.0)
+    neutral = serializers.ChoiceField(choices=["positive", "negative", "skip"], default="positive")
+    consensus_filter = serializers.BooleanField(default=False)
 
     def filters(self) -> ExportFilters:
         data = self.validated_data
@@ -75,4 +81,9 @@ class ExportQuerySerializer(serializers.Serializer):
             complete_only=data["complete_only"],
             since=data.get("since"),
             until=data.get("until"),
+            mc_label=data["mc_label"],
+            mc_threshold=data["mc_threshold"],
+            advantage_tolerance=data["advantage_tolerance"],
+            neutral=data["neutral"],
+            consensus_filter=data["consensus_filter"],
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from datetime import datetime, time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from annotation.api.streaming import format_images_write
 from annotation.models import Project
 from annotation.selectors import LABEL_SOURCES, ExportFilters, export_records
 from annotation.services.dataset_export import EXPORT_FORMATS, dataset_export, export_module
+from prm.core.merge import MergePolicy
 
 
 def parse_moment(text: str) -> datetime:
@@ -41,19 +44,37 @@ class Command(BaseCommand):
         parser.add_argument("--complete-only", action="store_true", help="Skip solutions with an unlabelled step.")
         parser.add_argument("--since", type=parse_moment, help="Solutions created at or after (date or date-time).")
         parser.add_argument("--until", type=parse_moment, help="Solutions created before (date or date-time).")
+        policy = parser.add_argument_group("merge policy (--label-source merged: the labels a PRM trains on)")
+        policy.add_argument("--mc-label", choices=("value", "advantage"), default="value")
+        policy.add_argument("--mc-threshold", type=float, default=0.0, help="Value label: + when mc > this.")
+        policy.add_argument("--advantage-tolerance", type=float, default=0.0, help="Advantage label: = within this.")
+        policy.add_argument("--neutral", choices=("positive", "negative", "skip"), default="positive",
+                            help="skip: neutral steps get no label (as in training).")
+        policy.add_argument("--consensus-filter", action="store_true",
+                            help="No label where the machine label disagrees with the human one.")
+        policy.add_argument("--merge-policy", type=_policy_json, metavar="JSON",
+                            help="Every merge setting at once: a training run's recorded merge_policy object.")
 
     def handle(self, *args, project: str, format_name: str, out: Path, images_zip: Path | None, **options):
         target = Project.objects.filter(name=project).first()
         if target is None:
             raise CommandError(f"no project named {project!r}")
-        filters = ExportFilters(
-            label_source=options["label_source"],
-            only_adjudicated=options["only_adjudicated"],
-            only_agreed=options["only_agreed"],
-            complete_only=options["complete_only"],
-            since=options["since"],
-            until=options["until"],
-        )
+        chosen = {
+            "only_adjudicated": options["only_adjudicated"], "complete_only": options["complete_only"],
+            "since": options["since"], "until": options["until"],
+        }
+        try:
+            if options["merge_policy"] is not None:
+                filters = ExportFilters.for_policy(options["merge_policy"], **chosen)
+            else:
+                filters = ExportFilters(
+                    label_source=options["label_source"], only_agreed=options["only_agreed"],
+                    mc_label=options["mc_label"], mc_threshold=options["mc_threshold"],
+                    advantage_tolerance=options["advantage_tolerance"], neutral=options["neutral"],
+                    consensus_filter=options["consensus_filter"], **chosen,
+                )
+        except ValueError as exc:
+            raise CommandError(f"merge policy: {exc}") from exc
         progress_file = self.stderr._out
         with out.open("wb") as handle, tqdm(desc=f"export {out.name}", unit=" solutions", file=progress_file, disable=None) as bar:
             written = dataset_export(project=target, format_name=format_name, out=handle, filters=filters, progress=bar.update)
@@ -64,3 +85,14 @@ class Command(BaseCommand):
                 records = tqdm(records, desc="images", unit=" solutions", file=progress_file, disable=None)
                 count = format_images_write(module=export_module(format_name), records=records, out=handle)
             self.stdout.write(f"Wrote {count} images to {images_zip}")
+
+
+
+def _policy_json(text: str) -> MergePolicy:
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return MergePolicy.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a merge policy: {exc}") from exc
