@@ -224,9 +224,13 @@ def held_out_metrics(*, held_out: HeldOutSet, scores: dict[int, list[float]], ag
 
 
 def first_error_summary(report) -> dict[str, Any]:
-    """The JSON of a ProcessBenchReport: the average over subsets ("f1") and each subset's figures."""
+    """The JSON of a ProcessBenchReport: the average over subsets ("f1"), the solutions counted, and
+    each subset's figures."""
+    subsets = report.per_subset.values()
     return {
         "f1": report.average_f1, "threshold": report.threshold,
+        "num_erroneous": sum(r.num_erroneous for r in subsets), "num_correct": sum(r.num_correct for r in subsets),
+        "num_unjudged": sum(r.num_unjudged for r in subsets),
         "per_subset": {
             name: {"f1": r.f1, "error_accuracy": r.error_accuracy, "correct_accuracy": r.correct_accuracy,
                    "num_erroneous": r.num_erroneous, "num_correct": r.num_correct, "num_unjudged": r.num_unjudged}

@@ -81,7 +81,7 @@ def _versions_for(user):
     versions = PRMVersion.objects.select_related("project").order_by("-created_at", "-id")
     if not user.is_staff:
         versions = versions.filter(project__memberships__user=user, project__memberships__role=Role.ADMIN)
-    return versions[:200]
+    return versions
 
 
 @login_required
@@ -91,7 +91,7 @@ def benchmark_page(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "prm/benchmark.html", {
         "project": project, "reports": reports, "latest": reports[0] if reports else None,
         "shown": report_rows(reports[0].metrics) if reports else None,
-        "paper": PAPER_MACRO_F1, "versions": _versions_for(request.user),
+        "paper": PAPER_MACRO_F1, "versions": _versions_for(request.user)[:200],
         "num_solutions": benchmark_solution_count(project=project),
     })
 
@@ -100,7 +100,8 @@ def benchmark_page(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def benchmark_start(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
-    version = _versions_for(request.user).filter(pk=request.POST.get("version_id") or 0).first()
+    version_id = request.POST.get("version_id", "")
+    version = _versions_for(request.user).filter(pk=int(version_id)).first() if version_id.isdigit() else None
     if version is None:
         messages.error(request, "Choose a PRM version of a project you administer.")
     else:

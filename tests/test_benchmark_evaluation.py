@@ -133,4 +133,35 @@ def test_benchmark_page_beside_the_paper(bench, backbone, tmp_path, client, make
     assert job.params == {"version_id": version.pk, "benchmark_project_id": bench.pk}
     other = PRMVersion.objects.create(project=Project.objects.create(name="not mine"), name="x", backbone="b", directory="d")
     client.post(f"/projects/{bench.pk}/prm/benchmark/start/", {"version_id": other.pk})
+    assert client.post(f"/projects/{bench.pk}/prm/benchmark/start/", {"version_id": "abc"}).status_code == 302
     assert Job.objects.filter(kind=Job.Kind.EVALUATE).count() == 1  # a version of a project not administered
+
+
+@pytest.mark.django_db(transaction=True)
+def test_benchmark_page_in_the_browser(page, make_user):
+    from prm.benchmark import benchmark_record
+    from prm.core.metrics import ScoredSolution, processbench_f1, step_benchmark_report
+    from prm.evaluation import first_error_summary
+    from tests.conftest import log_in, screenshot
+
+    bench = Project.objects.create(name="VisualProcessBench")
+    version = PRMVersion.objects.create(project=bench, name="prm-v2", backbone="b", directory="d")
+    solutions = [
+        ScoredSolution(gold=[1, 1, -1, 0], scores=[0.9, 0.4, 0.3, 0.8], data_source="MathVerse"),
+        ScoredSolution(gold=[1, -1, -1], scores=[0.7, 0.6, 0.55], data_source="DynaMath"),
+    ]
+    report = {**step_benchmark_report(solutions, resamples=100), "first_error": first_error_summary(processbench_f1(solutions)),
+              "too_long": {"count": 1, "context_length": 4096,
+                           "solutions": [{"item": "x1", "solution": "GPT-4o", "steps": 40, "tokens": 5000}]},
+              "model": {"version": "prm-v2"}}
+    benchmark_record(version=version, project=bench, report=report)
+    add_member(bench, make_user("boss"), Role.ADMIN)
+    log_in(page, "boss")
+    page.goto(f"/projects/{bench.pk}/prm/benchmark/")
+    rows = page.locator("#paper-comparison tbody tr").all_inner_texts()
+    # 17/35 = 48.6 sits below the paper's four figures.
+    assert [row.split("\t")[-1] for row in rows] == ["62.3", "62.0", "60.3", "50.0", "48.6"]
+    assert "This PRM (prm-v2)" in rows[-1]
+    assert page.locator('#benchmark-sources tr[data-source="MathVerse"]').is_visible()
+    assert "1 solution longer than the model's context (4096 tokens)" in page.locator("#too-long").inner_text()
+    screenshot(page, "prm-benchmark")

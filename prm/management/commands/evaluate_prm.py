@@ -20,6 +20,10 @@ class Command(BaseCommand):
         "first-error F1; the report JSON goes to --out."
     )
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # `--version ID` names a PRM version here, in place of Django's own --version (its release).
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="The benchmark project's name.")
         model = parser.add_mutually_exclusive_group(required=True)
