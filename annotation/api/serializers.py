@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from annotation.formats.step_labels import DEFAULT_NEUTRAL, NEUTRAL_CHOICES
 from annotation.models import ImportRecord
 from annotation.selectors import LABEL_SOURCES, ExportFilters
 from annotation.services.dataset_import import IMPORT_FORMATS
@@ -65,11 +66,18 @@ class ExportQuerySerializer(serializers.Serializer):
     images = serializers.BooleanField(
         default=False, help_text="Download a zip holding the data file and images.zip."
     )
+    neutral = serializers.ChoiceField(
+        choices=NEUTRAL_CHOICES, default=DEFAULT_NEUTRAL,
+        help_text="visualprm400k, trl-stepwise: neutral steps become positive or negative labels, or skip "
+        "(the row ends before the first neutral step).",
+    )
+    file_format = serializers.ChoiceField(
+        choices=("jsonl", "parquet"), required=False, help_text="trl-stepwise: the file kind (default parquet)."
+    )
     # The merge policy of label_source=merged (prm.core.merge): the labels a PRM trains on.
     mc_label = serializers.ChoiceField(choices=["value", "advantage"], default="value")
     mc_threshold = serializers.FloatField(default=0.0, help_text="Value label: + when mc > this.")
     advantage_tolerance = serializers.FloatField(default=0.0, min_value=0.0)
-    neutral = serializers.ChoiceField(choices=["positive", "negative", "skip"], default="positive")
     consensus_filter = serializers.BooleanField(default=False)
 
     def filters(self) -> ExportFilters:
@@ -84,6 +92,5 @@ class ExportQuerySerializer(serializers.Serializer):
             mc_label=data["mc_label"],
             mc_threshold=data["mc_threshold"],
             advantage_tolerance=data["advantage_tolerance"],
-            neutral=data["neutral"],
             consensus_filter=data["consensus_filter"],
         )
