@@ -1,4 +1,4 @@
-"""The Celery app: Redis broker in production, explicit queues, late acks, one task at a time."""
+"""The Celery app: Redis broker in production, explicit queues, late acks, one task at a time, the beat schedule."""
 
 import os
 
@@ -12,6 +12,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_queues=(Queue("default"), Queue("gpu")),
     task_default_queue="default",
+    # Chunk tasks name their queue when sent (workers.services.queue_for); the reaper is light work.
+    task_routes={"workers.tasks.jobs_reap": {"queue": "default"}},
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
@@ -20,3 +22,14 @@ app.conf.update(
     result_serializer="json",
 )
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def beat_schedule(sender, **kwargs):
+    # Beat's DatabaseScheduler copies this entry into its tables on start (editable in the admin).
+    from django.conf import settings
+
+    interval = settings.STEPMARK_REAPER_INTERVAL_SECONDS
+    sender.add_periodic_task(
+        interval, sender.signature("workers.tasks.jobs_reap"), name="reap stale job chunks", expires=interval
+    )
