@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepmark.settings")
@@ -33,3 +34,19 @@ def beat_schedule(sender, **kwargs):
     sender.add_periodic_task(
         interval, sender.signature("workers.tasks.jobs_reap"), name="reap stale job chunks", expires=interval
     )
+
+
+def gpu_for_process(index: int, gpus: str) -> str | None:
+    """The GPU (CUDA device id) of pool process `index` when STEPMARK_WORKER_GPUS lists "0,1,...": one each, in turn."""
+    devices = [device.strip() for device in gpus.split(",") if device.strip()]
+    return devices[index % len(devices)] if devices else None
+
+
+@worker_process_init.connect
+def pin_gpu(**kwargs):
+    # A GPU container runs one pool process per GPU (--concurrency N): each sees only its own device.
+    from billiard.process import current_process
+
+    device = gpu_for_process(getattr(current_process(), "index", 0) or 0, os.environ.get("STEPMARK_WORKER_GPUS", ""))
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
