@@ -165,7 +165,7 @@ def test_broker_down_page_says_queue_unavailable_and_admin_requeues(
 
     broker_down()  # the broker is back
     response = client.post(f"/projects/{project.id}/jobs/{job.pk}/requeue/", follow=True)
-    assert "1 chunks sent to the queue" in response.content.decode()
+    assert f"Job #{job.pk}: 1 chunk sent to the queue" in response.content.decode()
     job = finished(job)
     assert job.status == "done" and job.counts["records"] == 1
 
@@ -197,3 +197,26 @@ def test_broker_down_api_answers_503_and_the_reaper_sends_the_job_later(
     # A finished job has nothing to re-queue: 409 with the reason.
     response = client.post(f"/api/projects/{project.id}/jobs/{job.pk}/requeue/")
     assert response.status_code == 409 and "is done" in response.json()["detail"]
+
+
+def test_jobs_page_in_a_browser_shows_the_unsent_job_and_requeues_it(
+    celery_worker_process, broker_down, page, make_user, project
+):
+    from tests.conftest import log_in, screenshot
+
+    labelled_solutions(project, 2)
+    add_member(project, make_user("boss3"), Role.ADMIN)
+    log_in(page, "boss3")
+    page.goto(f"/projects/{project.id}/jobs/")
+    page.select_option("select[name=format]", "visualprocessbench")
+    page.select_option("select[name=label_source]", "gold")
+    page.click("text=Start export")
+    page.wait_for_selector("text=The job queue is unavailable")
+    assert page.locator("tr.job.status-queued .job-unsent").count() == 1
+    screenshot(page, "jobs-queue-unavailable")
+
+    broker_down()  # back
+    page.click("tr.job button.job-requeue")
+    page.wait_for_selector("tr.job.status-done", timeout=60000)
+    assert page.locator("tr.job .job-unsent").count() == 0
+    screenshot(page, "jobs-requeued")

@@ -164,7 +164,7 @@ def job_requeue_view(request: HttpRequest, project_id: int, job_id: int) -> Http
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Job #{job.pk}: {sent} chunks sent to the queue.")
+        messages.success(request, f"Job #{job.pk}: {sent} chunk{'' if sent == 1 else 's'} sent to the queue.")
     return _row_or_page(request, job)
 
 
