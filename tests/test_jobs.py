@@ -122,3 +122,31 @@ def test_a_worker_presumed_dead_cannot_finish_or_fail_the_chunk_that_was_taken_o
         chunk_finish(chunk=new, counts={"records": 1})
     job.refresh_from_db()
     assert (job.status, job.progress_done, job.counts) == ("done", 1, {"records": 1})
+
+
+def test_retry_of_a_failed_job_starts_its_unfinished_chunks_again_and_a_done_job_refuses():
+    from stepmark.celery import app
+    from workers.services import job_fail, job_requeue
+
+    project = _labelled_project(1)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    done = JobChunk.objects.create(job=job, index=0, status="done")
+    failing = JobChunk.objects.create(job=job, index=1)
+    job_fail(chunk=chunk_claim(chunk_id=failing.id), error="server said no")
+    job.refresh_from_db()
+    assert job.status == "failed"
+
+    try:
+        assert job_requeue(job=job) == 1  # only the failed chunk; the done one stays done
+    finally:
+        app.control.purge()  # no worker here: drop the message sent
+    job.refresh_from_db()
+    failing.refresh_from_db()
+    done.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == ("queued", "", None)
+    assert (failing.status, failing.error, done.status) == ("pending", "", "done")
+    assert failing.enqueued_at is not None
+
+    Job.objects.filter(pk=job.pk).update(status="done")
+    with pytest.raises(ValueError, match="is done: there is nothing to re-queue"):
+        job_requeue(job=job)
