@@ -118,3 +118,28 @@ def test_aggregate_step_scores():
 def test_unknown_aggregation_is_rejected_at_construction(tmp_path):
     with pytest.raises(ValueError, match="unknown aggregation"):
         PRMScorer(tmp_path, aggregation="median")
+
+
+def _scores_of_batch(scorer: PRMScorer, conversations) -> list[list[float]]:
+    from prm.core.conversation import collate_conversations
+
+    batch = collate_conversations(conversations, pad_token_id=scorer.pad_token_id)
+    with torch.inference_mode():
+        logits = scorer.model(**scorer.to_device(batch.model_inputs)).logits
+    return [scorer.positive_probability(logits[row, positions]).tolist() for row, positions in enumerate(batch.answer_positions)]
+
+
+@pytest.mark.parametrize("order", ["image_first", "text_first"])
+def test_a_batch_mixing_image_and_text_only_conversations_scores_each_as_alone(scorers, images, order):
+    # Training batches mix items with and without images; either order must keep every image.
+    fast, _ = scorers
+    with_image = encode_conversation(fast.processor, question=QUESTION, steps=SOLUTIONS[0], images=images)
+    text_only = encode_conversation(fast.processor, question=QUESTION, steps=SOLUTIONS[2])
+    second_image = encode_conversation(
+        fast.processor, question=QUESTION, steps=SOLUTIONS[1], images=[Image.new("RGB", (80, 60), (10, 40, 220))]
+    )
+    conversations = [with_image, text_only, second_image] if order == "image_first" else [text_only, with_image, second_image]
+    alone = [_scores_of_batch(fast, [conversation])[0] for conversation in conversations]
+    mixed = _scores_of_batch(fast, conversations)
+    for a, b in zip(mixed, alone, strict=True):
+        _assert_close(a, b)

@@ -226,10 +226,18 @@ def collate_conversations(
         "input_ids": padded([c.input_ids for c in conversations], pad_token_id),
         "attention_mask": padded([c.attention_mask for c in conversations], 0),
     }
-    for key in conversations[0].token_inputs:
-        model_inputs[key] = padded([c.token_inputs[key] for c in conversations], 0)
-    for key in conversations[0].pixel_inputs:
-        model_inputs[key] = torch.cat([c.pixel_inputs[key] for c in conversations], dim=0)
+    # Keys from every conversation, not the first: a batch may mix image and text-only conversations.
+    token_keys = sorted({key for c in conversations for key in c.token_inputs})
+    for key in token_keys:
+        # A conversation without this per-token input (no images) gets zeros: "text token" in Qwen2-VL's
+        # mm_token_type_ids, the only such key a text-only conversation may lack.
+        model_inputs[key] = padded(
+            [c.token_inputs.get(key, torch.zeros_like(c.input_ids)) for c in conversations], 0
+        )
+    pixel_keys = sorted({key for c in conversations for key in c.pixel_inputs})
+    for key in pixel_keys:
+        # Pixel inputs stack the images of the batch in order; text-only conversations add none.
+        model_inputs[key] = torch.cat([c.pixel_inputs[key] for c in conversations if key in c.pixel_inputs], dim=0)
     return ConversationBatch(
         model_inputs=model_inputs,
         labels=padded([c.labels for c in conversations], IGNORE_INDEX),
