@@ -351,6 +351,8 @@ class _BatchWriter:
                         value=label.value,
                         num_correct=label.num_correct,
                         num_total=label.num_total,
+                        # A dataset's MC counts (VisualPRM400K Raw) were sampled exhaustively.
+                        estimate=AutoLabel.Estimate.IMPORTED_COUNTS if label.kind == AutoLabel.Kind.MC else "",
                     )
                     for step, label in zip(solution_steps, parsed.auto, strict=True)
                     if label is not None
