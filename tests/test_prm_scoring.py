@@ -143,3 +143,31 @@ def test_a_batch_mixing_image_and_text_only_conversations_scores_each_as_alone(s
     mixed = _scores_of_batch(fast, conversations)
     for a, b in zip(mixed, alone, strict=True):
         _assert_close(a, b)
+
+
+def test_the_scorer_reads_a_model_with_the_prompts_it_was_trained_with(tmp_path):
+    import json
+
+    from prm.core.scoring import recorded_prompts
+
+    # A backbone Stepmark did not train: the released pipeline's prompts.
+    assert recorded_prompts(tmp_path) == {"system_prompt": "visualprm", "prm_question": "policy_prompt"}
+    (tmp_path / "train_config.json").write_text(json.dumps({"system_prompt": "stepmark", "prm_question": "question"}))
+    assert recorded_prompts(tmp_path) == {"system_prompt": "stepmark", "prm_question": "question"}
+    # Trained before the prompts were recorded: the short prompt and the bare question it was trained on.
+    (tmp_path / "train_config.json").write_text(json.dumps({"learning_rate": 1e-5}))
+    assert recorded_prompts(tmp_path) == {"system_prompt": "stepmark", "prm_question": "question"}
+
+
+def test_the_prompts_reach_the_model(scorers, images):
+    fast, _ = scorers
+    default = fast.score_steps(question=QUESTION, steps=SOLUTIONS[0], images=images)
+    saved = fast.system_prompt, fast.question_format
+    try:
+        from prm.core.prompts import STEPMARK_SYSTEM_PROMPT
+
+        fast.system_prompt, fast.question_format = STEPMARK_SYSTEM_PROMPT, "question"
+        other = fast.score_steps(question=QUESTION, steps=SOLUTIONS[0], images=images)
+    finally:
+        fast.system_prompt, fast.question_format = saved
+    assert max(abs(a - b) for a, b in zip(default, other, strict=True)) > 1e-4

@@ -94,11 +94,10 @@ def generate_kwargs(sampling: SamplingParams) -> dict:
 
 class TransformersBackend(GenerationBackend):
     def __init__(self, *, model_path: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8):
-        import torch
-
         directory = Path(model_path)
         if not (directory / "config.json").is_file():
             raise PermanentJobError(f"model path {model_path!r} is not a model folder (no config.json there)")
+        import torch  # after the cheap check: a bad path fails at once, without loading torch first
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
