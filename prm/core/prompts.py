@@ -37,6 +37,9 @@ STEPMARK_SYSTEM_PROMPT = (
     'If the solution is correct up to this step, reply "+". If you find any issue, reply "-".'
 )
 
+# The released writer's prompt under the name the importers use to recognise it (the same text).
+VISUALPRM_SYSTEM_PROMPT = PRM_SYSTEM_PROMPT
+
 SYSTEM_PROMPTS = {"visualprm": PRM_SYSTEM_PROMPT, "stepmark": STEPMARK_SYSTEM_PROMPT}
 DEFAULT_SYSTEM_PROMPT = "visualprm"
 
