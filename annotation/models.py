@@ -302,7 +302,8 @@ class AutoLabel(models.Model):
     value = models.SmallIntegerField(null=True, blank=True, choices=HumanLabel.Value.choices)
     num_correct = models.PositiveIntegerField(null=True, blank=True)
     num_total = models.PositiveIntegerField(null=True, blank=True)
-    estimate = models.CharField(max_length=20, choices=Estimate.choices, default="", blank=True)
+    # db_default too: bulk writers (COPY) that name their columns need not know this one.
+    estimate = models.CharField(max_length=20, choices=Estimate.choices, default="", db_default="", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     # MC labels from a stopping rule: their counts are no estimate of mc_i and they carry no score

@@ -45,6 +45,7 @@ class Migration(migrations.Migration):
                     ("imported_counts", "counts imported from a dataset"),
                 ],
                 default="",
+                db_default="",
                 max_length=20,
             ),
         ),
