@@ -27,7 +27,7 @@ def classify_existing(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0007_solution_queue_index"),
+        ("annotation", "0008_assignment_label_version"),
         ("workers", "0001_initial"),
     ]
 
