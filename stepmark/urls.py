@@ -1,7 +1,13 @@
-from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
+from django.urls.converters import get_converters
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from stepmark.converters import IdConverter
+
+# Before the includes below: their routes use `<id:...>`.
+if "id" not in get_converters():
+    register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,8 +20,5 @@ urlpatterns = [
     path("", include("prm.urls")),
     path("", include("prm.registry_urls")),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# No route serves MEDIA_ROOT, in any mode: stored exports and images are served only by views that
+# check the project (`/images/<sha>/`, a job's download).

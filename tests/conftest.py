@@ -171,3 +171,15 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def take_next_item(page, project_id: int) -> None:
+    """Open the project's next item as a person does: the next-item page, then its button if shown.
+
+    GET /projects/<id>/next/ only shows an open item; taking a new one is a POST (the button).
+    """
+    page.goto(f"/projects/{project_id}/next/")
+    button = page.locator("#take-next")
+    if button.count():
+        button.click()
+        page.wait_for_load_state()
