@@ -19,3 +19,11 @@ class IdConverter:
 
     def to_url(self, value: int) -> str:
         return str(value)
+
+
+def register_id_converter() -> None:
+    from django.urls import register_converter
+    from django.urls.converters import get_converters
+
+    if "id" not in get_converters():
+        register_converter(IdConverter, "id")

@@ -463,6 +463,8 @@ def _analyze_imported_tables() -> None:
 # Text columns with a length in the schema: checked here so the error names the record, not the batch.
 _ITEM_LIMITS = {name: Item._meta.get_field(name).max_length for name in ("external_id", "data_source")}
 _SOLUTION_LIMITS = {name: Solution._meta.get_field(name).max_length for name in ("key", "policy_model")}
+_ORIGIN_LIMIT = GoldLabel._meta.get_field("origin").max_length
+_SOURCE_LIMIT = AutoLabel._meta.get_field("source").max_length
 
 
 def _check_sizes(parsed: ParsedSolution, *, file: str) -> None:
@@ -476,6 +478,11 @@ def _check_sizes(parsed: ParsedSolution, *, file: str) -> None:
             value = getattr(values, name)
             if len(value) > limit:
                 raise refuse(f"{len(value)} characters, more than the {limit} allowed", name)
+    if len(parsed.gold_origin) > _ORIGIN_LIMIT:
+        raise refuse(f"gold label origin of {len(parsed.gold_origin)} characters, more than the {_ORIGIN_LIMIT} allowed", "gold_origin")
+    for label in parsed.auto or ():
+        if label is not None and len(label.source) > _SOURCE_LIMIT:
+            raise refuse(f"label source of {len(label.source)} characters, more than the {_SOURCE_LIMIT} allowed", "source")
     question_limit = settings.STEPMARK_MAX_QUESTION_CHARS
     if len(parsed.item.question) > question_limit:
         raise refuse(f"question of {len(parsed.item.question)} characters, more than the {question_limit} allowed", "question")
