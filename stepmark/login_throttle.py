@@ -9,7 +9,7 @@ from django.shortcuts import render
 
 LOCKED_OUT_MESSAGE = (
     "Too many failed logins for this account or from this address. "
-    "Try again in {minutes} minutes, or ask an administrator to unlock it."
+    "Try again in {wait}, or ask an administrator to unlock it."
 )
 
 
@@ -28,7 +28,7 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 
 def locked_out_message() -> str:
     minutes = max(1, round(settings.AXES_COOLOFF_TIME.total_seconds() / 60))
-    return LOCKED_OUT_MESSAGE.format(minutes=minutes)
+    return LOCKED_OUT_MESSAGE.format(wait=f"{minutes} minute" + ("" if minutes == 1 else "s"))
 
 
 def login_locked_out(request, *args, **kwargs):

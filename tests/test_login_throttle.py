@@ -81,3 +81,24 @@ def test_api_tokens_are_unaffected_by_a_locked_account(make_user, project):
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     response = api.get("/api/projects/")
     assert response.status_code == 200 and [p["id"] for p in response.json()] == [project.pk]
+
+
+@pytest.mark.django_db(transaction=True)  # the live server reads the user from another thread
+def test_the_login_page_shows_the_lockout_message_in_a_browser(page, make_user, settings):
+    from tests.conftest import screenshot
+
+    settings.AXES_FAILURE_LIMIT = 3
+    make_user("walker")
+    page.goto("/accounts/login/")
+    for attempt in range(4):
+        page.fill("#id_username", "walker")
+        page.fill("#id_password", f"wrong-{attempt}")
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+    page.fill("#id_username", "walker")
+    page.fill("#id_password", "pw-walker")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#locked-out")
+    assert "Too many failed logins" in page.locator("#locked-out").inner_text()
+    assert page.url.endswith("/accounts/login/")  # still on the login page, not logged in
+    screenshot(page, "login-locked-out")
