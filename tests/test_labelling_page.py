@@ -59,7 +59,8 @@ def test_annotator_labels_with_keyboard_reloads_and_submits(page, labelling_proj
     screenshot(page, "label-page-labelled")
 
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('.crumbs') && document.querySelector('.crumbs').textContent.includes('item q2')")
+    # Selectors, not wait_for_function: the page's content policy forbids the eval that polling uses.
+    page.wait_for_selector(".crumbs:has-text('item q2')")
     done = Assignment.objects.get(annotator=annotator, solution=first)
     assert done.status == Assignment.Status.SUBMITTED
     assert Assignment.objects.get(annotator=annotator, solution=second).status == Assignment.Status.ASSIGNED
@@ -144,7 +145,7 @@ def test_next_item_is_fetched_ahead(page, labelling_project):
     project, first, second, annotator = labelling_project
     log_in(page, "ann")
     take_next_item(page, project.id)
-    page.wait_for_function("document.getElementById('label-app').dataset.nextUrl !== undefined")
+    page.wait_for_selector("#label-app[data-next-url]", state="attached")
     next_url = page.evaluate("document.getElementById('label-app').dataset.nextUrl")
     reserved = Assignment.objects.get(annotator=annotator, solution=second)
     assert next_url == f"/projects/{project.id}/assignments/{reserved.id}/"

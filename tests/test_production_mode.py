@@ -26,8 +26,9 @@ PRODUCTION_ENV = {
 
 def manage(*args: str, env: dict | None = None, code: str | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-c", code] if code else [sys.executable, "manage.py", *args]
+    base = {name: value for name, value in os.environ.items() if name != "DJANGO_ALLOW_ASYNC_UNSAFE"}  # set by browser tests
     return subprocess.run(
-        command, cwd=settings.BASE_DIR, env={**os.environ, **PRODUCTION_ENV, **(env or {})},
+        command, cwd=settings.BASE_DIR, env={**base, **PRODUCTION_ENV, **(env or {})},
         capture_output=True, text=True, timeout=120,
     )
 
