@@ -23,7 +23,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def test_labelling_page_works_under_the_policy(page, make_user):
+def test_labelling_page_works_under_the_policy(strict_page, make_user):
+    page = strict_page
     project = Project.objects.create(name="CSP", overlap=1)
     solution = make_solution(project, "q1", ["We add $2+3$.", "So $$2+3=5.$$"])
     annotator = make_user("ann")
