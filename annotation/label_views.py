@@ -14,8 +14,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
+from annotation.labelling_reads import open_assignment_id
 from annotation.models import Assignment, HumanLabel, Image, Membership
 from annotation.permissions import assignment_for_member, project_for_member
 from annotation.services.label_save import (
@@ -35,13 +36,36 @@ from annotation.services.submit import member_assignment_submit
 from annotation.visibility import sees_machine_hints, step_hints
 
 
+@require_http_methods(["GET", "POST"])
 @login_required
 def next_item(request: HttpRequest, project_id: int) -> HttpResponse:
+    """GET shows my open item (or a button to take one); only POST takes a new item from the queue.
+
+    A GET must not change state: a link or image on another site would otherwise hand out items.
+    """
     project = project_for_member(request.user, project_id)
+    if request.method == "GET":
+        open_id = open_assignment_id(project_id=project.id, annotator_id=request.user.pk)
+        if open_id is not None:
+            return redirect("label", project_id=project.id, assignment_id=open_id)
+        return render(request, "annotation/next_item.html", {"project": project})
+    return _take_next(request, project)
+
+
+def _take_next(request: HttpRequest, project) -> HttpResponse:
     assignment = next_assignment(project=project, annotator=request.user)
     if assignment is None:
+        if request.headers.get("HX-Request"):
+            return _hx_redirect(reverse("next-item", kwargs={"project_id": project.id}))
         return render(request, "annotation/queue_empty.html", {"project": project})
-    return redirect("label", project_id=project.id, assignment_id=assignment.id)
+    url = reverse("label", kwargs={"project_id": project.id, "assignment_id": assignment.id})
+    return _hx_redirect(url) if request.headers.get("HX-Request") else redirect(url)
+
+
+def _hx_redirect(url: str) -> HttpResponse:
+    response = HttpResponse(status=204)
+    response["HX-Redirect"] = url
+    return response
 
 
 def _step_rows(assignment: Assignment, show_hints: bool) -> list[dict]:
@@ -100,9 +124,9 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
             )
         target, value = saved.target, saved.write.value
     except AssignmentClosed:
-        return HttpResponse("This item is already finished.", status=409)
+        return _plain("This item is already finished.", status=409)
     except LabelRejected as exc:
-        return HttpResponse(f"Bad label: {exc}", status=400)
+        return _plain(f"Bad label: {exc}", status=400)  # plain text: the value is the sender's, never markup
     if not request.headers.get("HX-Request"):
         return redirect("label", project_id=project_id, assignment_id=assignment_id)
     # The row is drawn from what the save already read: no second round of queries.
@@ -122,6 +146,10 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
     # The steps still to label before submit, decided on the server (the page need not derive the rule).
     response["X-Missing-Step-Ids"] = json.dumps(saved.missing_step_ids)
     return response
+
+
+def _plain(text: str, *, status: int) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
 def _int_or_text(raw: str) -> int | str:
@@ -151,7 +179,7 @@ def submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpRes
         )
     except (SubmitRejected, AssignmentClosed) as exc:
         if request.headers.get("HX-Request"):
-            return HttpResponse(str(exc), status=422)
+            return _plain(str(exc), status=422)
         from django.contrib import messages
 
         messages.error(request, str(exc))
@@ -170,7 +198,7 @@ def skip(request: HttpRequest, project_id: int, assignment_id: int) -> HttpRespo
             flag_bad_problem=request.POST.get("flag") == "1",
         )
     except SubmitRejected as exc:
-        return HttpResponse(str(exc), status=409)
+        return _plain(str(exc), status=409)
     return _to_next(request, project_id)
 
 
@@ -184,12 +212,8 @@ def heartbeat(request: HttpRequest, project_id: int, assignment_id: int) -> Http
 
 
 def _to_next(request: HttpRequest, project_id: int) -> HttpResponse:
-    url = reverse("next-item", kwargs={"project_id": project_id})
-    if request.headers.get("HX-Request"):
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+    """After a submit or skip (a POST already), straight on to the next item."""
+    return _take_next(request, project_for_member(request.user, project_id))
 
 
 def _token_user(request: HttpRequest):

@@ -157,13 +157,17 @@ def images_zip_write(*, records: Iterable[ExportRecord], out: BinaryIO) -> int:
 
     from django.core.files.storage import default_storage
 
+    from annotation.formats.reading import archive_member_name
+
     written: set[str] = set()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         for record in records:
             for path, file_name in zip(record.image_paths, record.image_files, strict=True):
-                if path in written:
+                # Source paths come from imported data: never let one climb out of the unpacking folder.
+                name = archive_member_name(path)
+                if name in written:
                     continue
                 with default_storage.open(file_name, "rb") as handle:
-                    archive.writestr(path, handle.read())
-                written.add(path)
+                    archive.writestr(name, handle.read())
+                written.add(name)
     return len(written)
