@@ -2,7 +2,7 @@
 
 The held-out set reuses prm.training_data's split (by item, seeded by the run's merge policy), so a
 version is never judged on a question it trained on; within those items only GOLD labels count
-(adjudicated or imported), never live votes or machine labels. Metrics (DESIGN.md "Evaluation"):
+(adjudicated or imported), never live votes or machine labels. Metrics (docs/DESIGN.md "Evaluation"):
 
 - step macro F1 (VisualProcessBench) at 0.5 and at the best threshold, overall and per data source;
 - first-error F1 (ProcessBench) on solutions whose every step has a gold label;
@@ -178,7 +178,7 @@ def score_held_out(*, scorer: PRMScorer, held_out: HeldOutSet) -> dict[int, list
 
 
 def held_out_metrics(*, held_out: HeldOutSet, scores: dict[int, list[float]], aggregation: str = "mean") -> dict[str, Any]:
-    """Every metric of DESIGN.md "Evaluation" from step scores; {} parts are left out when there is no data."""
+    """Every metric of docs/DESIGN.md "Evaluation" from step scores; {} parts are left out when there is no data."""
     judged = [
         ScoredSolution(gold=s.gold, scores=scores[s.solution_id], data_source=item.data_source)
         for item in held_out.items for s in item.solutions if any(v in (1, -1) for v in s.gold)
