@@ -14,8 +14,9 @@ from functools import cache
 from django.db import connection
 from django.http import Http404
 
+from annotation.access import OVERSEER_ROLES
+from annotation.labelling_reads import hints_entry
 from annotation.models import Assignment, AutoLabel, Membership, Project, Solution, Step
-from annotation.visibility import OVERSEER_ROLES, hints_entry
 
 
 @dataclass(frozen=True)

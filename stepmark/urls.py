@@ -11,7 +11,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("annotation.urls")),
     path("", include("workers.urls")),
-    path("", include("prm.urls")),
     path("", include("prm.registry_urls")),
 ]
 

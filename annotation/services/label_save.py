@@ -16,6 +16,7 @@ from functools import cache
 from django.db import connection
 from django.http import Http404
 
+from annotation.access import OVERSEER_ROLES
 from annotation.label_targets import LabelTarget, label_target
 from annotation.models import (
     Assignment,
@@ -28,7 +29,6 @@ from annotation.models import (
     Step,
 )
 from annotation.services.labels import LabelRejected, LabelWrite, check_label_value, step_label_set
-from annotation.visibility import OVERSEER_ROLES
 
 
 class AssignmentClosed(Exception):
@@ -127,7 +127,7 @@ def _save_sql() -> str:
     project, membership = Project._meta.db_table, Membership._meta.db_table
     auto, label, change = AutoLabel._meta.db_table, HumanLabel._meta.db_table, LabelChange._meta.db_table
     # `target` is the access check; `allowed` is empty unless it passed, and every write below
-    # depends on `allowed`. The hints object matches visibility.hints_entry: the latest machine
+    # depends on `allowed`. The hints object matches labelling_reads.hints_entry: the latest machine
     # label of each kind (jsonb keeps the last of duplicate keys, aggregated in id order).
     return f"""
         WITH target AS (

@@ -15,8 +15,8 @@ from functools import cache
 from django.db import connection
 from django.http import Http404
 
+from annotation.access import assignment_for_member
 from annotation.models import Assignment, HumanLabel, LabelMode, Membership, Project, Solution, Step
-from annotation.permissions import assignment_for_member
 from annotation.services.label_save import AssignmentClosed
 from annotation.services.queue import SubmitRejected, assignment_submit
 from stepmark import rows
