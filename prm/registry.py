@@ -15,8 +15,8 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.access import can_administer
 from annotation.models import Project
-from annotation.permissions import can_administer
 from prm.evaluation import (
     CHANCE_MACRO_F1,
     HELD_OUT_SPLIT,

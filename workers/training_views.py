@@ -10,12 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from annotation.permissions import project_for_admin
+from annotation.access import project_for_admin
 from prm.core.curves import run_curves
 from prm.core.training_config import TrainConfig
 from prm.models import PRMVersion, TrainingRun
-from prm.services import training_run_start
 from prm.training_data import MergePolicy
+from workers.training_services import training_run_start
 
 
 @login_required

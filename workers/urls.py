@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workers import views
+from workers import training_views, views
 
 urlpatterns = [
     path("projects/<int:project_id>/jobs/", views.jobs_page, name="jobs"),
@@ -12,4 +12,12 @@ urlpatterns = [
     path("projects/<int:project_id>/jobs/<int:job_id>/", views.job_row, name="job-row"),
     path("projects/<int:project_id>/jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),
     path("projects/<int:project_id>/jobs/<int:job_id>/download/", views.job_download, name="job-download"),
+    path("projects/<int:project_id>/prm/runs/", training_views.runs_page, name="prm-runs"),
+    path("projects/<int:project_id>/prm/runs/start/", training_views.run_start, name="prm-run-start"),
+    path("projects/<int:project_id>/prm/runs/<int:run_id>/", training_views.run_page, name="prm-run"),
+    path(
+        "projects/<int:project_id>/prm/runs/<int:run_id>/progress/",
+        training_views.run_progress,
+        name="prm-run-progress",
+    ),
 ]
