@@ -226,7 +226,7 @@ def version_held_out_set(version: PRMVersion) -> HeldOutSet:
     return held_out_set_build(project=version.project, policy=policy, max_steps_per_solution=cap)
 
 
-def evaluate_version(*, version: PRMVersion, held_out: HeldOutSet | None = None) -> Evaluation:
+def evaluation_create(*, version: PRMVersion, held_out: HeldOutSet | None = None) -> Evaluation:
     """Score `version` on the held-out gold (its own split unless one is given) and store the result:
     an Evaluation row, and the headline numbers in version.metrics."""
     held_out = held_out if held_out is not None else version_held_out_set(version)

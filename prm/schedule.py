@@ -3,7 +3,7 @@
 The schedule lives in the database (django-celery-beat): one IntervalSchedule + PeriodicTask per
 project, editable in the Django admin; its kwargs hold the threshold, optional training settings and
 the promotion margin. Beat calls the task named RETRAIN_TASK (workers.tasks), which calls
-workers.retraining.retrain_if_due; the finished run's candidate is then evaluated and promoted or
+workers.retraining.training_run_start_if_due; the finished run's candidate is then evaluated and promoted or
 not (workers.evaluate_runner).
 """
 

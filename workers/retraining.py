@@ -50,7 +50,7 @@ def _training_settings(project: Project, config: dict | None, merge_policy: dict
     )
 
 
-def retrain_if_due(*, project: Project, min_new_labels: int, config: dict | None = None,
+def training_run_start_if_due(*, project: Project, min_new_labels: int, config: dict | None = None,
                    merge_policy: dict | None = None) -> RetrainOutcome:
     """Start a training run if at least `min_new_labels` new labels arrived since the last run.
 

@@ -9,7 +9,7 @@ from celery import shared_task
 from annotation.models import Project
 from workers.errors import TransientJobError
 from workers.registry import runner_for
-from workers.retraining import retrain_if_due as retrain_if_due_service
+from workers.retraining import training_run_start_if_due
 from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def retrain_if_due(project_id: int, min_new_labels: int = 200, config: dict | No
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return f"no project {project_id}"
-    outcome = retrain_if_due_service(
+    outcome = training_run_start_if_due(
         project=project, min_new_labels=min_new_labels, config=config, merge_policy=merge_policy
     )
     logger.info("retraining %s: %s", project.name, outcome.reason)
