@@ -128,12 +128,25 @@ def bar_chart(*, title: str, categories: Sequence[str], series: Sequence[Series]
     return _svg(title, width, height, body, "bar-chart")
 
 
+def share_text(share: float) -> str:
+    """A share as a whole percent that never reads as done or empty when it is not: 0.3% is "<1%", 99.7% ">99%"."""
+    if 0 < share < 0.01:
+        return "<1%"
+    if 0.99 < share < 1:
+        return ">99%"
+    return f"{share:.0%}"
+
+
 def stacked_bars(*, title: str, categories: Sequence[str], segments: Sequence[Series], axis_label: str,
-                 normalize: bool = True, width: int = 480) -> str:
-    """One horizontal bar per category split into segments; `normalize` draws shares of 100%."""
+                 normalize: bool = True, width: int = 480, named: bool = False) -> str:
+    """One horizontal bar per category split into segments; `normalize` draws shares of 100%.
+
+    `named` writes each segment's name beside its share ("99% not started"), and the first
+    segment's share after the bar too, so a share never reads as progress it is not.
+    """
     bar, gap = 22, 12
     left = min(160, max(60, 7 * max((len(c) for c in categories), default=4) + 14))
-    right = 56
+    right = 56 + (8 + 7 * len(segments[0].name) if named and segments else 0)
     top = 28
     plot_height = (bar + gap) * max(len(categories), 1)
     height = top + plot_height + 44
@@ -160,12 +173,19 @@ def stacked_bars(*, title: str, categories: Sequence[str], segments: Sequence[Se
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{segment:.1f}" height="{bar}" fill="{one.color}">'
                 f"<title>{_e(category)} · {_e(one.name)}: {_fmt(count)} ({share:.0%})</title></rect>"
             )
-            if segment >= 34:
+            # The label goes inside its own segment, or nowhere: never over a neighbour.
+            text = f"{share_text(share)} {one.name.lower()}" if named else share_text(share)
+            if segment < 7 * len(text) + 8 and named:
+                text = share_text(share)
+            if segment >= 7 * len(text) + 8:
                 body.append(
-                    f'<text x="{x + segment / 2:.1f}" y="{y + bar / 2 + 4:.1f}" text-anchor="middle" fill="{_ink(one.color)}">{share:.0%}</text>'
+                    f'<text x="{x + segment / 2:.1f}" y="{y + bar / 2 + 4:.1f}" text-anchor="middle" fill="{_ink(one.color)}">{_e(text)}</text>'
                 )
             x += segment
-        body.append(f'<text x="{x + 4:.1f}" y="{y + bar / 2 + 4:.1f}" fill="{MUTED}">n={_fmt(totals[row])}</text>')
+        end = f"n={_fmt(totals[row])}"
+        if named and segments and totals[row]:
+            end += f" · {share_text((segments[0].values[row] or 0) / totals[row])} {segments[0].name.lower()}"
+        body.append(f'<text x="{x + 4:.1f}" y="{y + bar / 2 + 4:.1f}" fill="{MUTED}">{_e(end)}</text>')
     return _svg(title, width, height, body, "stacked-bars")
 
 

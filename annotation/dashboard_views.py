@@ -32,6 +32,8 @@ def _charts(data: Dashboard) -> dict[str, str]:
                 charts.Series("Not started", [data.solutions_not_started, data.steps_unlabelled], PROGRESS_COLORS[2]),
             ],
             axis_label="Share of the project",
+            named=True,
+            width=640,
         ),
         "pace": charts.bar_chart(
             title="Pace: steps labelled per hour, per annotator",

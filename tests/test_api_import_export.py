@@ -304,3 +304,30 @@ def test_parquet_export_streams_a_readable_file(people, project):
     assert response.status_code == 200 and response["Content-Type"] == export_module("trl-stepwise").MEDIA_TYPE
     table = pq.read_table(io.BytesIO(body_of(response)))
     assert table.column("labels").to_pylist() == [[True, False], [True, True, True]]  # neutral counts as right
+
+
+def test_export_takes_neutral_and_file_format(people, project):
+    gold_labelled(project)
+    url = export_url(project.pk, "trl-stepwise")
+    response = people["admin"].get(url, {"label_source": "gold", "file_format": "jsonl", "neutral": "negative"})
+    assert response.status_code == 200 and response["Content-Type"] == "application/jsonl"
+    assert response["Content-Disposition"] == 'attachment; filename="test-project-trl-stepwise.jsonl"'
+    rows = [json.loads(line) for line in body_of(response).decode().splitlines()]
+    assert [row["labels"] for row in rows] == [[True, False], [True, False, True]]
+    refused = people["admin"].get(export_url(project.pk, "visualprm400k"), {"file_format": "parquet"})
+    assert refused.status_code == 400 and "writes jsonl, not parquet" in refused.json()["file_format"][0]
+    assert people["admin"].get(url, {"neutral": "maybe"}).status_code == 400
+
+
+def test_visualprm400k_download_with_images_holds_internvl_meta_json(people, project):
+    gold_labelled(project)
+    response = people["admin"].get(export_url(project.pk, "visualprm400k"), {"images": "1", "label_source": "gold"})
+    with zipfile.ZipFile(io.BytesIO(body_of(response))) as outer:
+        assert outer.namelist() == ["test-project-visualprm400k.jsonl", "meta.json", "images.zip"]
+        rows = [json.loads(line) for line in outer.read("test-project-visualprm400k.jsonl").decode().splitlines()]
+        meta = json.loads(outer.read("meta.json"))
+    assert meta == {"test-project-visualprm400k": {
+        "root": "images/", "annotation": "test-project-visualprm400k.jsonl", "data_augment": False, "repeat_time": 1,
+        "length": len(rows),
+    }}
+    assert all(row["conversations"][1]["value"].startswith("### Question:\n<image>\n") for row in rows)

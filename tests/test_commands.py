@@ -176,3 +176,62 @@ def test_demo_setup_carries_on_when_the_demo_data_is_broken(demo_settings, tmp_p
     assert "could not be imported" in err and "responses/Gemini-Pro-CoT.jsonl, line 1, field 'id'" in err
     assert "demo-admin / " in out
     assert Item.objects.count() == 0 and ImportRecord.objects.count() == 0
+
+
+def test_export_dataset_trl_file_kind_follows_the_suffix_or_the_flag(project, tmp_path):
+    import pyarrow.parquet as pq
+
+    labelled_project(project)
+    jsonl = tmp_path / "train.jsonl"
+    run("export_dataset", "--project", project.name, "--format", "trl-stepwise", "--out", str(jsonl), "--label-source", "gold")
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]  # JSON lines, not parquet bytes
+    assert [row["labels"] for row in rows] == [[True, False], [True, True, True]]
+    run("export_dataset", "--project", project.name, "--format", "trl-stepwise", "--out", str(jsonl),
+        "--label-source", "gold", "--neutral", "negative")
+    assert [json.loads(line)["labels"] for line in jsonl.read_text().splitlines()][1] == [True, False, True]
+
+    parquet = tmp_path / "train.parquet"
+    run("export_dataset", "--project", project.name, "--format", "trl-stepwise", "--out", str(parquet), "--label-source", "gold")
+    assert pq.read_table(parquet).num_rows == 2
+    named = tmp_path / "train.data"
+    run("export_dataset", "--project", project.name, "--format", "trl-stepwise", "--out", str(named), "--file-format", "jsonl")
+    assert len(named.read_text().splitlines()) == 2
+
+    for out, extra, message in (
+        (jsonl, ["--format", "trl-stepwise", "--file-format", "parquet"], "ends in .jsonl but the file format asked for is parquet"),
+        (parquet, ["--format", "trl-stepwise", "--file-format", "jsonl"], "ends in .parquet but the file format asked for is jsonl"),
+        (parquet, ["--format", "visualprm400k"], "visualprm400k writes jsonl only"),
+        (jsonl, ["--format", "visualprm400k", "--file-format", "parquet"], "visualprm400k writes jsonl, not parquet"),
+    ):
+        before = out.read_bytes()
+        with pytest.raises(CommandError, match=message):
+            run("export_dataset", "--project", project.name, "--out", str(out), *extra)
+        assert out.read_bytes() == before  # refused before writing anything
+
+
+def test_export_dataset_visualprm400k_writes_internvl_meta_json_beside_it(project, tmp_path):
+    from PIL import Image as PILImage
+
+    labelled_project(project)
+    out, images = tmp_path / "prm" / "train.jsonl", tmp_path / "prm" / "images.zip"
+    out.parent.mkdir()
+    printed, _ = run(
+        "export_dataset", "--project", project.name, "--format", "visualprm400k", "--out", str(out),
+        "--images-zip", str(images), "--label-source", "gold",
+    )
+    meta = json.loads((tmp_path / "prm" / "train.meta.json").read_text())
+    assert list(meta) == ["train"] and "train.meta.json" in printed
+    entry = meta["train"]
+    assert set(entry) == {"root", "annotation", "data_augment", "repeat_time", "length"}
+    assert entry["annotation"] == str(out.resolve()) and entry["annotation"].endswith("jsonl")
+    assert entry["root"] == str(tmp_path / "prm" / "images") + "/"
+    assert (entry["data_augment"], entry["repeat_time"]) == (False, 1)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert entry["length"] == len(rows) == 2
+    # As InternVL's loader does: root joined with each row's image, one <image> per image in the human turns.
+    with zipfile.ZipFile(images) as archive:
+        archive.extractall(entry["root"])
+    for row in rows:
+        with PILImage.open(os.path.join(entry["root"], row["image"])) as picture:
+            assert picture.size[0] > 0
+        assert sum(turn["value"].count("<image>") for turn in row["conversations"] if turn["from"] == "human") == 1

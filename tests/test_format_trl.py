@@ -137,28 +137,36 @@ def test_jsonl_with_image_paths_and_id_column_round_trips(project, tmp_path):
     result = dataset_import(project=project, format_name="trl-stepwise", path=path)
     assert result.items_created == 2 and result.solutions_created == 3
     assert sorted(Item.objects.values_list("external_id", flat=True)) == ["q1", "q2"]
-    exported = export_trl(project, options={"jsonl": "true"})
+    exported = export_trl(project, options={"file_format": "jsonl"})
     assert [json.loads(line) for line in exported.decode().splitlines()] == rows
 
 
-def test_neutral_steps_map_to_true_unless_told_otherwise(project, tmp_path):
+def test_neutral_steps_follow_the_neutral_option(project, tmp_path):
     from tests.test_format_visualprocessbench import vpb_record, write_vpb
 
     record = vpb_record(["a.png"], "q", ["s1", "s2", "s3"], [1, 0, -1])
     dataset_import(project=project, format_name="visualprocessbench",
                    path=write_vpb(tmp_path / "vpb", [record], {"a.png": GREEN}))
     assert parquet_rows(export_trl(project))[0]["labels"] == [True, True, False]
-    assert parquet_rows(export_trl(project, options={"neutral_as": "false"}))[0]["labels"] == [True, False, False]
+    assert parquet_rows(export_trl(project, options={"neutral": "negative"}))[0]["labels"] == [True, False, False]
+    # skip: the row ends before the neutral step, so every label it keeps was given
+    [row] = parquet_rows(export_trl(project, options={"neutral": "skip"}))
+    assert (row["completions"], row["labels"]) == (["s1"], [True])
     assert parquet_rows(export_trl(project))[0]["images"] == [{"bytes": GREEN, "path": "a.png"}]
+    with pytest.raises(ValueError, match="positive, negative, skip"):
+        export_trl(project, options={"neutral": "true"})
 
 
 def test_solutions_with_an_unlabelled_step_are_skipped(project, tmp_path):
     dataset_import(project=project, format_name="trl-stepwise", path=write_parquet(tmp_path / "t.parquet", ROWS))
-    AutoLabel.objects.filter(step__solution__response="Side 4.\n\nArea 16.", step__index=1).delete()
+    AutoLabel.objects.filter(step__solution__response="Side 3.\n\nArea 9.\n\nAnswer: 9", step__index=1).delete()
     out = io.BytesIO()
     count = dataset_export(project=project, format_name="trl-stepwise", out=out)
     assert count == 3
-    assert parquet_rows(out.getvalue()) == [ROWS[0], ROWS[2], ROWS[3]]
+    assert parquet_rows(out.getvalue()) == [ROWS[1], ROWS[2], ROWS[3]]
+    # Labelled up to its first error and no further: written up to and including the wrong step.
+    AutoLabel.objects.filter(step__solution__response="Side 4.\n\nArea 16.", step__index=1).delete()
+    assert parquet_rows(export_trl(project))[0] == dict(ROWS[1], completions=["Side 4."], labels=[False])
 
 
 def test_bad_row_names_file_row_and_field(project, tmp_path):
@@ -181,3 +189,71 @@ def test_malformed_jsonl_row_names_the_field_where_it_broke(project, tmp_path):
         dataset_import(project=project, format_name="trl-stepwise", path=path)
     assert (caught.value.file, caught.value.line, caught.value.field) == ("steps.jsonl", 2, "labels")
     assert "malformed JSON" in caught.value.message and Item.objects.count() == 0
+
+
+def gsm8k_path():
+    from tests.conftest import shared_data
+
+    return shared_data("processbench-gsm8k/gsm8k.json")
+
+
+def jsonl_rows(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode("utf-8").splitlines()]
+
+
+def test_solutions_labelled_to_their_first_error_keep_the_steps_up_to_it(project):
+    """ProcessBench labels each wrong solution up to its first error; TRL's PRM800K example keeps those steps."""
+    raw = json.loads(gsm8k_path().read_text())
+    dataset_import(project=project, format_name="processbench", path=gsm8k_path())
+    rows = jsonl_rows(export_trl(project, options={"file_format": "jsonl"}))
+
+    assert len(rows) == len(raw) == 400
+    by_prompt_and_first = {(row["prompt"], row["completions"][0]): row for row in rows}
+    for record in raw:
+        row = by_prompt_and_first[record["problem"], record["steps"][0]]
+        first_error = record["label"]
+        if first_error == -1:
+            assert row["labels"] == [True] * len(record["steps"]) and row["completions"] == record["steps"]
+        else:
+            assert row["labels"] == [True] * first_error + [False]
+            assert row["completions"] == record["steps"][: first_error + 1]
+
+
+def test_exports_load_with_datasets_and_train_trl_prm_trainer(project, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    dataset_import(project=project, format_name="trl-stepwise", path=write_parquet(tmp_path / "t.parquet", ROWS))
+    (tmp_path / "train.parquet").write_bytes(export_trl(project))
+    (tmp_path / "train.jsonl").write_bytes(export_trl(project, options={"file_format": "jsonl"}))
+
+    from_parquet = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
+    from_jsonl = datasets.load_dataset("json", data_files=str(tmp_path / "train.jsonl"), split="train")
+    assert from_parquet.num_rows == from_jsonl.num_rows == len(ROWS)
+    assert from_jsonl["labels"] == [row["labels"] for row in ROWS]
+    assert from_parquet.features["labels"] == datasets.Sequence(datasets.Value("bool")) or from_parquet.features[
+        "labels"
+    ] == datasets.List(datasets.Value("bool"))
+    assert from_parquet[2]["images"][1]["bytes"] == BLUE
+
+    try:  # TRL 1.13 keeps PRMTrainer under trl.experimental.prm; 1.16 removed it
+        from trl.experimental.prm import PRMConfig, PRMTrainer
+    except ImportError:
+        pytest.skip("the installed TRL has no PRMTrainer")
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForTokenClassification
+
+    from prm.core.tiny_models import build_tiny_qwen2_vl
+
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_qwen2_vl(tmp_path / "tiny"))
+    torch.manual_seed(0)
+    model = Qwen2ForTokenClassification(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, num_labels=2, pad_token_id=tokenizer.pad_token_id,
+    ))
+    config = PRMConfig(output_dir=str(tmp_path / "prm"), max_steps=3, per_device_train_batch_size=2, report_to=[],
+                       logging_steps=1, save_strategy="no", use_cpu=True, dataset_num_proc=None)
+    trainer = PRMTrainer(model=model, args=config, processing_class=tokenizer,
+                         train_dataset=from_jsonl.remove_columns(["images"]))
+    result = trainer.train()
+    assert result.global_step == 3
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)

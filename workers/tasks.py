@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from celery import shared_task
 
@@ -10,7 +11,7 @@ from annotation.models import Project
 from workers.errors import TransientJobError
 from workers.registry import runner_for
 from workers.retraining import training_run_start_if_due
-from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail
+from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail, jobs_reap
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
     max_retries=6,
 )
 def run_job_chunk(self, chunk_id: int) -> str:
-    chunk = chunk_claim(chunk_id=chunk_id)
+    chunk = chunk_claim(chunk_id=chunk_id, worker=self.request.hostname or "")
     if chunk is None:
         return "not claimed (done, taken, or job stopped)"
     run = runner_for(chunk.job.kind)
@@ -35,6 +36,10 @@ def run_job_chunk(self, chunk_id: int) -> str:
     try:
         run(chunk)
     except TransientJobError as exc:
+        if self.request.retries >= self.max_retries:
+            # Out of retries: a chunk left pending would keep its job "running" for ever.
+            job_fail(chunk=chunk, error=f"gave up after {self.max_retries} retries: {exc}")
+            return "failed"
         chunk_release(chunk=chunk, error=str(exc))
         logger.warning("chunk %s: transient error, retrying: %s", chunk_id, exc)
         raise
@@ -61,3 +66,9 @@ def retrain_if_due(project_id: int, min_new_labels: int = 200, config: dict | No
     )
     logger.info("retraining %s: %s", project.name, outcome.reason)
     return outcome.reason
+
+
+@shared_task(name="workers.tasks.jobs_reap", ignore_result=True)
+def reap_stale_chunks() -> dict:
+    """Beat's entry point (stepmark.celery's beat schedule): re-send chunks no worker will run otherwise."""
+    return asdict(jobs_reap())

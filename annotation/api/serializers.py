@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from annotation.formats.step_labels import DEFAULT_NEUTRAL, NEUTRAL_CHOICES
 from annotation.models import ImportRecord
 from annotation.selectors import LABEL_SOURCES, ExportFilters
 from annotation.services.dataset_import import IMPORT_FORMATS
@@ -64,6 +65,14 @@ class ExportQuerySerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False, help_text="Solutions created before (ISO 8601).")
     images = serializers.BooleanField(
         default=False, help_text="Download a zip holding the data file and images.zip."
+    )
+    neutral = serializers.ChoiceField(
+        choices=NEUTRAL_CHOICES, default=DEFAULT_NEUTRAL,
+        help_text="visualprm400k, trl-stepwise: neutral steps become positive or negative labels, or skip "
+        "(the row ends before the first neutral step).",
+    )
+    file_format = serializers.ChoiceField(
+        choices=("jsonl", "parquet"), required=False, help_text="trl-stepwise: the file kind (default parquet)."
     )
 
     def filters(self) -> ExportFilters:

@@ -10,6 +10,7 @@ records plus the chunks not yet sent.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import queue
 import re
@@ -17,6 +18,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from django.http import StreamingHttpResponse
@@ -25,7 +27,7 @@ from annotation.formats.archive import images_zip_write
 from annotation.formats.records import ExportRecord
 from annotation.models import Project
 from annotation.selectors import ExportFilters, export_records
-from annotation.services.dataset_export import export_module
+from annotation.services.dataset_export import export_file_format, export_module, file_formats
 
 logger = logging.getLogger(__name__)
 
@@ -156,21 +158,33 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "project"
 
 
-def export_file_name(*, project: Project, format_name: str, with_images: bool) -> str:
-    suffix = ".zip" if with_images else export_module(format_name).SUFFIX
+def export_file_name(*, project: Project, format_name: str, with_images: bool, file_format: str | None = None) -> str:
+    kinds = file_formats(format_name)
+    suffix = ".zip" if with_images else kinds[file_format or next(iter(kinds))]
     return f"{_slug(project.name)}-{format_name}{suffix}"
 
 
 def export_response(
-    *, project: Project, format_name: str, filters: ExportFilters, with_images: bool = False, options: dict | None = None
+    *,
+    project: Project,
+    format_name: str,
+    filters: ExportFilters,
+    with_images: bool = False,
+    options: dict | None = None,
+    file_format: str | None = None,
 ) -> StreamingHttpResponse:
     """A download of `project` in `format_name`; with images, a zip of the data file and images.zip.
 
-    Raises UnknownFormat for a format with no exporter.
+    For visualprm400k the zip also holds meta.json for InternVL's fine-tuning loader (root: the
+    images/ folder images.zip unzips into). Raises UnknownFormat for a format with no exporter and
+    ExportRefused for a file kind the format does not write.
     """
     module = export_module(format_name)
     options = dict(options or {})
-    data_name = export_file_name(project=project, format_name=format_name, with_images=False)
+    kind = export_file_format(format_name=format_name, file_name="", file_format=file_format)
+    if hasattr(module, "FILE_FORMATS"):
+        options["file_format"] = kind
+    data_name = export_file_name(project=project, format_name=format_name, with_images=False, file_format=kind)
 
     def job(passes: list[Iterator[ExportRecord]], out: BinaryIO) -> None:
         # Parquet streams too: pyarrow writes row group after row group and never seeks back.
@@ -181,7 +195,10 @@ def export_response(
             info = zipfile.ZipInfo(data_name, date_time=time.localtime()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, "w", force_zip64=True) as entry:
-                module.write(passes[0], entry, options=options)
+                written = module.write(passes[0], entry, options=options)
+            if hasattr(module, "internvl_meta"):
+                meta = module.internvl_meta(name=Path(data_name).stem, annotation=data_name, root="images/", length=written)
+                archive.writestr(zipfile.ZipInfo("meta.json", date_time=info.date_time), json.dumps(meta, indent=2) + "\n")
             # Images are compressed already; store them.
             with archive.open(zipfile.ZipInfo("images.zip", date_time=info.date_time), "w", force_zip64=True) as entry:
                 format_images_write(module=module, records=passes[1], out=entry)
@@ -191,9 +208,8 @@ def export_response(
         passes=2 if with_images else 1,
         job=job,
     )
-    response = StreamingHttpResponse(
-        chunks, content_type="application/zip" if with_images else module.MEDIA_TYPE
-    )
-    file_name = export_file_name(project=project, format_name=format_name, with_images=with_images)
+    media_type = getattr(module, "MEDIA_TYPES", {}).get(kind, module.MEDIA_TYPE)
+    response = StreamingHttpResponse(chunks, content_type="application/zip" if with_images else media_type)
+    file_name = export_file_name(project=project, format_name=format_name, with_images=with_images, file_format=kind)
     response["Content-Disposition"] = f'attachment; filename="{file_name}"'
     return response

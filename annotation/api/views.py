@@ -6,6 +6,7 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -23,7 +24,7 @@ from annotation.api.streaming import export_response
 from annotation.api.uploads import import_upload
 from annotation.formats.records import DatasetImportError
 from annotation.models import ImportRecord
-from annotation.services.dataset_export import EXPORT_FORMATS
+from annotation.services.dataset_export import EXPORT_FORMATS, ExportRefused
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 
@@ -114,9 +115,14 @@ class ProjectExportView(APIView):
             raise Http404(f"No export format {format_name!r}.")
         query = ExportQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return export_response(
-            project=project,
-            format_name=format_name,
-            filters=query.filters(),
-            with_images=query.validated_data["images"],
-        )
+        try:
+            return export_response(
+                project=project,
+                format_name=format_name,
+                filters=query.filters(),
+                with_images=query.validated_data["images"],
+                options={"neutral": query.validated_data["neutral"]},
+                file_format=query.validated_data.get("file_format"),
+            )
+        except ExportRefused as exc:
+            raise ValidationError({"file_format": [str(exc)]}) from None

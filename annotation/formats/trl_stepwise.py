@@ -8,7 +8,9 @@ the id column (option id_column, default "id") when the row has one, else by a h
 (prompt, image paths). Other columns are kept in the solution's metadata.
 
 Export writes parquet row group by row group with the images' bytes embedded, or with option
-jsonl=true, JSON lines naming image paths. Neutral (0) steps become True unless neutral_as=false.
+file_format="jsonl", JSON lines naming image paths. Which steps are written, and neutral (0)
+steps (option neutral: positive, negative or skip), follow annotation.formats.step_labels:
+solutions labelled up to their first error are written up to and including it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from annotation.formats.records import (
     ParsedItem,
     ParsedSolution,
 )
+from annotation.formats.step_labels import binary_labels, neutral_option
 
 MEDIA_TYPE = "application/vnd.apache.parquet"
 SUFFIX = ".parquet"
 JSONL_MEDIA_TYPE = "application/jsonl"
 JSONL_SUFFIX = ".jsonl"
+# The files this exporter writes (option file_format), by suffix; the first is the default.
+FILE_FORMATS = {"parquet": SUFFIX, "jsonl": JSONL_SUFFIX}
+MEDIA_TYPES = {"parquet": MEDIA_TYPE, "jsonl": JSONL_MEDIA_TYPE}
 
 KNOWN_COLUMNS = ("prompt", "completions", "labels", "images")
 EXTRA_KEY = "record_extra"  # solution metadata: the row's other columns
@@ -53,14 +59,6 @@ EXPORT_SCHEMA = pa.schema(
         ("images", pa.list_(IMAGE_STRUCT)),
     ]
 )
-
-
-def option_flag(options: dict, name: str, default: bool) -> bool:
-    """Options come from forms, the CLI and the API: accept booleans and their usual spellings."""
-    value = options.get(name, default)
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def stable_hash(*parts: object) -> str:
@@ -193,33 +191,26 @@ def _source_path(path: str) -> str | None:
     return original or None
 
 
-def _bool_labels(record: ExportRecord, neutral: bool) -> list[bool] | None:
-    """The row's labels, or None when a step is unlabelled (TRL has no 'no label')."""
-    labels = []
-    for step in record.steps:
-        if step.label is None:
-            return None
-        labels.append(neutral if step.label == 0 else step.label > 0)
-    return labels
-
-
 def write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> int:
-    """Write parquet (default) or jsonl (option jsonl); returns rows written."""
-    neutral = option_flag(options, "neutral_as", True)
-    if option_flag(options, "jsonl", False):
+    """Write parquet (default) or JSON lines (option file_format="jsonl"); returns rows written."""
+    neutral = neutral_option(options)
+    file_format = str(options.get("file_format") or "parquet")
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"option file_format must be one of {', '.join(FILE_FORMATS)}, not {file_format!r}")
+    if file_format == "jsonl":
         return _write_jsonl(records, out, neutral=neutral)
     rows_per_group = int(options.get("row_group_rows", WRITE_ROW_GROUP_ROWS))
     written = 0
     rows: list[dict] = []
     with pq.ParquetWriter(out, EXPORT_SCHEMA) as writer:
         for record in records:
-            labels = _bool_labels(record, neutral)
+            labels = binary_labels(record.steps, neutral=neutral)
             if labels is None:
                 continue
             rows.append(
                 {
                     "prompt": record.question,
-                    "completions": [step.text for step in record.steps],
+                    "completions": [step.text for step in record.steps[: len(labels)]],
                     "labels": labels,
                     "images": [
                         {"bytes": _stored_bytes(name), "path": _source_path(path)}
@@ -242,15 +233,15 @@ def _stored_bytes(name: str) -> bytes:
         return handle.read()
 
 
-def _write_jsonl(records: Iterable[ExportRecord], out: BinaryIO, *, neutral: bool) -> int:
+def _write_jsonl(records: Iterable[ExportRecord], out: BinaryIO, *, neutral: str) -> int:
     written = 0
     for record in records:
-        labels = _bool_labels(record, neutral)
+        labels = binary_labels(record.steps, neutral=neutral)
         if labels is None:
             continue
         row: dict[str, Any] = {
             "prompt": record.question,
-            "completions": [step.text for step in record.steps],
+            "completions": [step.text for step in record.steps[: len(labels)]],
             "labels": labels,
         }
         if record.image_paths:

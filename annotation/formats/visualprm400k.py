@@ -1,15 +1,27 @@
 """VisualPRM400K (v1, v1.1) training conversations: one solution per JSON line, "+" or "-" per step.
 
-  {"id", "image", "conversations": [
+As OpenGVLab's released writer (InternVL, `tools/reasoning_data_pipeline/
+visualprm_data_pipeline_postprocess.py`) emits them from Raw records:
+
+  {"id": -1, "image": <the Raw record's image>, "conversations": [
      {"from": "system", "value": <PRM system prompt>},
-     {"from": "human", "value": "### Question:\n{q}\n\n### Solution Process:\n{step_0}"},
+     {"from": "human", "value": "### Question:\n<image>\n{prompt}\n\n### Solution Process:\n{step_0}"},
      {"from": "gpt", "value": "+"}, {"from": "human", "value": step_1}, {"from": "gpt", "value": "-"}, ...]}
 
-The first human turn may start with "<image>\n". Items are (images, question), so the solutions
-of one question share an item (the same item the Raw format makes for that question); the
-solution key is `id`; labels are stored as AutoLabel(kind="imported", value=+1/-1). What the
-format says beyond that (a different system prompt, the <image> prefix, an integer id, extra
+The question is the Raw record's full prompt with its <image> placeholders; every record has id
+-1 and a question has several responses (four by default). So:
+- items are (images, prompt), the item the Raw format makes for the same question; the item's
+  question is the prompt without its placeholders (processors add their own image tokens);
+- a record with id -1 gets its solution key from a hash of its steps, as Raw keys the same
+  response (repeats get -2, -3, ...); any other id is the solution key;
+- labels are stored as AutoLabel(kind="imported", value=+1/-1).
+An older layout with "<image>\n" before "### Question:" is read too. What a record says beyond
+that (a system prompt that is neither Stepmark's nor the released one, an integer id, extra
 keys) is kept in the solution's metadata so export gives the record back as it was.
+
+Export writes one <image> per image in the first human turn, as InternVL's fine-tuning loader
+requires (it counts them against the images), and `internvl_meta` gives the meta json that
+loader reads beside the file.
 """
 
 from __future__ import annotations
@@ -20,7 +32,16 @@ from typing import BinaryIO
 
 from annotation.formats.reading import RecordReader, iter_json_records
 from annotation.formats.records import ExportRecord, ParsedAutoLabel, ParsedItem, ParsedSolution
-from annotation.formats.visualprm400k_raw import image_value, item_external_id, read_image_field
+from annotation.formats.step_labels import binary_labels, neutral_option
+from annotation.formats.visualprm400k_raw import (
+    IMAGE_PLACEHOLDER,
+    SolutionKeys,
+    image_value,
+    item_external_id,
+    policy_prompt,
+    read_image_field,
+    without_image_placeholders,
+)
 from annotation.steps import join_steps
 from prm.core.prompts import (
     FIRST_TURN_PREFIX,
@@ -28,14 +49,18 @@ from prm.core.prompts import (
     NEGATIVE_TOKEN,
     POSITIVE_TOKEN,
     PRM_SYSTEM_PROMPT,
+    VISUALPRM_SYSTEM_PROMPT,
     first_turn,
 )
 
 MEDIA_TYPE = "application/x-ndjson"
 SUFFIX = ".jsonl"
 DEFAULT_SOURCE = "VisualPRM400K"
-IMAGE_TOKEN_PREFIX = "<image>\n"
+IMAGE_TOKEN_PREFIX = IMAGE_PLACEHOLDER + "\n"
 KNOWN_FIELDS = frozenset(("id", "image", "conversations"))
+WRITER_ID = -1  # the released writer's id on every record: not a key
+# System prompts recognised by name, so 400K solutions do not each carry a copy.
+KNOWN_SYSTEM_PROMPTS = {"visualprm": VISUALPRM_SYSTEM_PROMPT}
 _LABEL_VALUES = {POSITIVE_TOKEN: 1, NEGATIVE_TOKEN: -1}
 
 
@@ -45,16 +70,17 @@ _LABEL_VALUES = {POSITIVE_TOKEN: 1, NEGATIVE_TOKEN: -1}
 def parse(source) -> Iterator[ParsedSolution]:
     label_source = str(source.options.get("source") or DEFAULT_SOURCE)
     data_source = str(source.options.get("data_source") or source.path.stem)
+    keys = SolutionKeys()
     for line, record in iter_json_records(source.path):
         reader = RecordReader(record, file=source.name, line=line)
-        yield _solution(reader, label_source=label_source, data_source=data_source)
+        yield _solution(reader, label_source=label_source, data_source=data_source, keys=keys)
 
 
-def _solution(reader: RecordReader, *, label_source: str, data_source: str) -> ParsedSolution:
+def _solution(reader: RecordReader, *, label_source: str, data_source: str, keys: SolutionKeys) -> ParsedSolution:
     record = reader.record
     record_id = reader.get("id", (str, int))
-    if record_id == "":
-        raise reader.error("id is empty", "id")
+    if record_id == "" or type(record_id) is bool:
+        raise reader.error(f"expected a non-empty string or an integer, got {record_id!r}", "id")
     paths, image_form = read_image_field(reader, required=False)
     turns = reader.get("conversations", list)
     metadata: dict = {}
@@ -64,11 +90,15 @@ def _solution(reader: RecordReader, *, label_source: str, data_source: str) -> P
         if type(system_prompt) is not str:
             raise reader.error("expected a string", "conversations[0].value")
         if system_prompt != PRM_SYSTEM_PROMPT:
-            metadata["system_prompt"] = system_prompt
+            name = next((name for name, text in KNOWN_SYSTEM_PROMPTS.items() if text == system_prompt), None)
+            if name is not None:
+                metadata["system_prompt_name"] = name
+            else:
+                metadata["system_prompt"] = system_prompt
         start = 1
     else:
         metadata["system_prompt"] = None  # the record had no system turn; export writes none
-    question: str | None = None
+    prompt: str | None = None
     steps: list[str] = []
     labels: list[ParsedAutoLabel] = []
     for index in range(start, len(turns)):
@@ -92,9 +122,9 @@ def _solution(reader: RecordReader, *, label_source: str, data_source: str) -> P
                     f"label {value!r} is not {POSITIVE_TOKEN!r} or {NEGATIVE_TOKEN!r}", f"conversations[{index}].value"
                 )
             labels.append(ParsedAutoLabel(kind="imported", source=label_source, value=label))
-        elif question is None:
-            question, first_step, has_image_token = _first_turn(reader, value, index)
-            if has_image_token:
+        elif prompt is None:
+            prompt, first_step, leading_images = _first_turn(reader, value, index)
+            if leading_images:
                 metadata["image_token"] = True
             steps.append(first_step)
         else:
@@ -103,76 +133,110 @@ def _solution(reader: RecordReader, *, label_source: str, data_source: str) -> P
         raise reader.error("no human turn: the solution has no steps", "conversations")
     if len(labels) < len(steps):
         raise reader.error("the last step has no gpt turn with its label", f"conversations[{len(turns)}]")
-    if type(record_id) is int:
-        metadata["id_type"] = "int"
+    external_id = item_external_id(paths, image_form, prompt)
+    response = join_steps(steps)
+    if record_id == WRITER_ID:
+        key = keys.key(external_id, response)
+        metadata["id"] = WRITER_ID
+    else:
+        key = str(record_id)
+        if type(record_id) is int:
+            metadata["id_type"] = "int"
     if len(record) > 3 and (record.keys() - KNOWN_FIELDS):
-        metadata["extra"] = {key: value for key, value in record.items() if key not in KNOWN_FIELDS}
+        metadata["extra"] = {name: value for name, value in record.items() if name not in KNOWN_FIELDS}
+    item_metadata: dict = {"prompt": prompt}
+    if image_form is not None:
+        item_metadata["image_form"] = image_form
     return ParsedSolution(
         item=ParsedItem(
-            external_id=item_external_id(paths, image_form, question),
-            question=question,
+            external_id=external_id,
+            question=without_image_placeholders(prompt),
             data_source=data_source,
-            metadata={"image_form": image_form} if image_form is not None else {},
+            metadata=item_metadata,
             image_paths=paths,
         ),
-        key=str(record_id),
+        key=key,
         steps=steps,
-        response=join_steps(steps),
+        response=response,
         metadata=metadata,
         auto=labels,
         line=reader.line,
     )
 
 
-def _first_turn(reader: RecordReader, value: str, index: int) -> tuple[str, str, bool]:
-    """(question, first step, whether it began with "<image>\\n")."""
-    has_image_token = value.startswith(IMAGE_TOKEN_PREFIX)
-    body = value[len(IMAGE_TOKEN_PREFIX) :] if has_image_token else value
+def _first_turn(reader: RecordReader, value: str, index: int) -> tuple[str, str, int]:
+    """(prompt, first step, how many "<image>\\n" lines came before "### Question:")."""
+    body = value
+    leading = 0
+    while body.startswith(IMAGE_TOKEN_PREFIX):
+        body = body[len(IMAGE_TOKEN_PREFIX) :]
+        leading += 1
     if not body.startswith(FIRST_TURN_PREFIX) or FIRST_TURN_SEPARATOR not in body:
         raise reader.error(
             'the first human turn must read "### Question:\\n<question>\\n\\n### Solution Process:\\n<first step>"',
             f"conversations[{index}].value",
         )
-    question, _, first_step = body[len(FIRST_TURN_PREFIX) :].partition(FIRST_TURN_SEPARATOR)
-    return question, first_step, has_image_token
+    prompt, _, first_step = body[len(FIRST_TURN_PREFIX) :].partition(FIRST_TURN_SEPARATOR)
+    return prompt, first_step, leading
 
 
 # --- export ---
 
 
 def write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> int:
-    """Write solutions whose every step has a label; neutral (0) becomes `neutral_as` ("+" by default)."""
-    neutral = options.get("neutral_as", POSITIVE_TOKEN)
-    if neutral not in _LABEL_VALUES:
-        raise ValueError(f"neutral_as must be {POSITIVE_TOKEN!r} or {NEGATIVE_TOKEN!r}, not {neutral!r}")
-    tokens = {1: POSITIVE_TOKEN, -1: NEGATIVE_TOKEN, 0: neutral}
+    """Write the solutions `step_labels.binary_labels` keeps; neutral (0) steps follow option `neutral`."""
+    neutral = neutral_option(options)
     written = 0
     for record in records:
-        conversation = conversation_record(record, tokens=tokens)
+        conversation = conversation_record(record, neutral=neutral)
         if conversation is not None:
             out.write((json.dumps(conversation, ensure_ascii=False) + "\n").encode("utf-8"))
             written += 1
     return written
 
 
-def conversation_record(record: ExportRecord, *, tokens: dict[int, str]) -> dict | None:
-    """The conversation object for `record`, or None when a step has no label."""
-    if not record.steps or any(step.label is None for step in record.steps):
+def conversation_record(record: ExportRecord, *, neutral: str) -> dict | None:
+    """The conversation object for `record`, or None when its labels give nothing to write."""
+    labels = binary_labels(record.steps, neutral=neutral)
+    if labels is None:
         return None
     metadata = record.solution_metadata or {}
     turns: list[dict] = []
-    system_prompt = metadata.get("system_prompt", PRM_SYSTEM_PROMPT)
+    if "system_prompt_name" in metadata:
+        system_prompt = KNOWN_SYSTEM_PROMPTS.get(metadata["system_prompt_name"], PRM_SYSTEM_PROMPT)
+    else:
+        system_prompt = metadata.get("system_prompt", PRM_SYSTEM_PROMPT)
     if system_prompt is not None:
         turns.append({"from": "system", "value": system_prompt})
-    prefix = IMAGE_TOKEN_PREFIX if metadata.get("image_token") else ""
-    for position, step in enumerate(record.steps):
-        text = prefix + first_turn(record.question, step.text) if position == 0 else step.text
+    for step, label in zip(record.steps, labels, strict=False):
+        text = _first_human_turn(record, step.text) if step.index == record.steps[0].index else step.text
         turns.append({"from": "human", "value": text})
-        turns.append({"from": "gpt", "value": tokens[step.label]})
-    conversation: dict = {"id": int(record.solution_key) if metadata.get("id_type") == "int" else record.solution_key}
+        turns.append({"from": "gpt", "value": POSITIVE_TOKEN if label else NEGATIVE_TOKEN})
+    if "id" in metadata:
+        record_id = metadata["id"]
+    else:
+        record_id = int(record.solution_key) if metadata.get("id_type") == "int" else record.solution_key
+    conversation: dict = {"id": record_id}
     image = image_value(record.image_paths, (record.item_metadata or {}).get("image_form"))
     if image is not None:
         conversation["image"] = image
     conversation["conversations"] = turns
     conversation.update(metadata.get("extra", {}))
     return conversation
+
+
+def _first_human_turn(record: ExportRecord, first_step: str) -> str:
+    """The question and first step, with one <image> per image (none for text-only rows)."""
+    if (record.solution_metadata or {}).get("image_token"):
+        # The record placed its image lines before "### Question:"; keep that layout.
+        question = without_image_placeholders((record.item_metadata or {}).get("prompt") or record.question)
+        return IMAGE_TOKEN_PREFIX * len(record.image_paths) + first_turn(question, first_step)
+    return first_turn(policy_prompt(record), first_step)
+
+
+def internvl_meta(*, name: str, annotation: str, root: str, length: int) -> dict:
+    """The meta json InternVL's fine-tuning loader (internvl_chat_finetune.py, --meta_path) reads.
+
+    `root` is joined with each record's image path; `annotation` must end in "jsonl".
+    """
+    return {name: {"root": root, "annotation": annotation, "data_augment": False, "repeat_time": 1, "length": length}}

@@ -2,17 +2,22 @@
 
 Each exporter module in `annotation.formats` provides
 `write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> int` (records written),
-plus `MEDIA_TYPE` and `SUFFIX`. Records come from `annotation.selectors.export_records`, so memory
-stays flat however large the project.
+plus `MEDIA_TYPE` and `SUFFIX`; one that writes several file kinds names them in `FILE_FORMATS`
+(name -> suffix, the default first) and takes option `file_format`. Records come from
+`annotation.selectors.export_records`, so memory stays flat however large the project.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from annotation.formats.records import ExportRecord
+from annotation.formats.step_labels import neutral_option
 from annotation.models import Project
 from annotation.selectors import ExportFilters, export_records
 
@@ -26,6 +31,18 @@ EXPORT_FORMATS: dict[str, str] = {
 
 class UnknownFormat(ValueError):
     pass
+
+
+class ExportRefused(ValueError):
+    """Export options that contradict each other or the format; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ExportFileResult:
+    written: int
+    path: Path
+    meta_path: Path | None = None  # InternVL's meta json, for formats its fine-tuning loader reads
+    meta_root: str | None = None
 
 
 def export_module(format_name: str):
@@ -52,6 +69,77 @@ def dataset_export(
     if progress is not None:
         records = _counting(records, progress)
     return module.write(records, out, options=dict(options or {}))
+
+
+def file_formats(format_name: str) -> dict[str, str]:
+    """The file kinds `format_name` writes, name -> suffix, the default first."""
+    module = export_module(format_name)
+    return dict(getattr(module, "FILE_FORMATS", None) or {module.SUFFIX.lstrip("."): module.SUFFIX})
+
+
+def export_file_format(*, format_name: str, file_name: str, file_format: str | None = None) -> str:
+    """The file kind to write: `file_format` when given, else the one `file_name`'s suffix names, else the default.
+
+    A suffix naming another kind (train.jsonl with parquet, or a parquet name for a JSON-lines-only
+    format) is refused rather than writing bytes the name belies.
+    """
+    kinds = file_formats(format_name)
+    suffix = Path(file_name).suffix.lower()
+    by_suffix = next((name for name, kind_suffix in kinds.items() if kind_suffix == suffix), None)
+    if by_suffix is None and suffix == ".json" and "jsonl" in kinds:
+        by_suffix = "jsonl"  # JSON lines under .json, as `datasets` and others read them
+    known_elsewhere = by_suffix is None and suffix in {".jsonl", ".parquet"}
+    if file_format is not None:
+        if file_format not in kinds:
+            raise ExportRefused(f"{format_name} writes {' or '.join(kinds)}, not {file_format}")
+        if (by_suffix is not None and by_suffix != file_format) or known_elsewhere:
+            raise ExportRefused(
+                f"{file_name} ends in {suffix} but the file format asked for is {file_format}: "
+                f"name the file {Path(file_name).stem}{kinds[file_format]} or leave the file format out"
+            )
+        return file_format
+    if known_elsewhere:
+        raise ExportRefused(f"{file_name} ends in {suffix}, but {format_name} writes {' or '.join(kinds)} only")
+    return by_suffix or next(iter(kinds))
+
+
+def dataset_export_file(
+    *,
+    project: Project,
+    format_name: str,
+    path: Path,
+    filters: ExportFilters | None = None,
+    options: dict | None = None,
+    file_format: str | None = None,
+    image_root: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportFileResult:
+    """Write `project` to the file `path`, and beside it what the format's clients need to load it.
+
+    For the visualprm400k format that is InternVL's meta json (`<stem>.meta.json`): `root` is
+    `image_root`, by default the file's own folder. Raises ExportRefused before writing anything.
+    """
+    module = export_module(format_name)
+    options = dict(options or {})
+    chosen = export_file_format(format_name=format_name, file_name=path.name, file_format=file_format)
+    if hasattr(module, "FILE_FORMATS"):
+        options["file_format"] = chosen
+    try:
+        neutral_option(options)
+    except ValueError as exc:
+        raise ExportRefused(str(exc)) from None
+    with path.open("wb") as handle:
+        written = dataset_export(
+            project=project, format_name=format_name, out=handle, filters=filters, options=options, progress=progress
+        )
+    if not hasattr(module, "internvl_meta"):
+        return ExportFileResult(written=written, path=path)
+    root = image_root or str(path.resolve().parent)
+    root = root if root.endswith("/") else root + "/"  # the loader joins, or for s3:// concatenates, root and path
+    meta = module.internvl_meta(name=path.stem, annotation=str(path.resolve()), root=root, length=written)
+    meta_path = path.with_name(f"{path.stem}.meta.json")
+    meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return ExportFileResult(written=written, path=path, meta_path=meta_path, meta_root=root)
 
 
 def _counting(records: Iterable[ExportRecord], progress: Callable[[int], None]):

@@ -1,4 +1,4 @@
-"""manage.py export_dataset --project NAME --format FMT --out FILE [--images-zip FILE] [filters]"""
+"""manage.py export_dataset --project NAME --format FMT --out FILE [--images-zip FILE] [options] [filters]"""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
 from annotation.api.streaming import format_images_write
+from annotation.formats.step_labels import DEFAULT_NEUTRAL, NEUTRAL_CHOICES
 from annotation.models import Project
 from annotation.selectors import LABEL_SOURCES, ExportFilters, export_records
-from annotation.services.dataset_export import EXPORT_FORMATS, dataset_export, export_module
+from annotation.services.dataset_export import (
+    EXPORT_FORMATS,
+    ExportRefused,
+    dataset_export_file,
+    export_module,
+)
 
 
 def parse_moment(text: str) -> datetime:
@@ -35,6 +41,20 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), dest="format_name")
         parser.add_argument("--out", required=True, type=Path, help="File to write.")
         parser.add_argument("--images-zip", type=Path, help="Also write the records' images into this zip.")
+        parser.add_argument(
+            "--file-format", choices=("jsonl", "parquet"),
+            help="trl-stepwise: the file kind (default: from the --out suffix, else parquet); a conflicting suffix is refused.",
+        )
+        parser.add_argument(
+            "--neutral", choices=NEUTRAL_CHOICES, default=DEFAULT_NEUTRAL,
+            help="visualprm400k, trl-stepwise: neutral steps become positive or negative labels, "
+            "or skip (the row ends before the first neutral step).",
+        )
+        parser.add_argument(
+            "--image-root",
+            help="visualprm400k: the image folder InternVL's meta json names as root "
+            "(default: where --images-zip is to be unzipped, its name without .zip, else the --out folder).",
+        )
         parser.add_argument("--label-source", choices=LABEL_SOURCES, default="merged")
         parser.add_argument("--only-adjudicated", action="store_true", help="Gold labels set by a reviewer only.")
         parser.add_argument("--only-agreed", action="store_true", help="Human labels all annotators agree on.")
@@ -43,6 +63,7 @@ class Command(BaseCommand):
         parser.add_argument("--until", type=parse_moment, help="Solutions created before (date or date-time).")
 
     def handle(self, *args, project: str, format_name: str, out: Path, images_zip: Path | None, **options):
+        # Thin: parse, call dataset_export_file, report.
         target = Project.objects.filter(name=project).first()
         if target is None:
             raise CommandError(f"no project named {project!r}")
@@ -54,10 +75,26 @@ class Command(BaseCommand):
             since=options["since"],
             until=options["until"],
         )
+        image_root = options["image_root"]
+        if image_root is None and images_zip is not None:
+            image_root = str(images_zip.resolve().with_suffix(""))
         progress_file = self.stderr._out
-        with out.open("wb") as handle, tqdm(desc=f"export {out.name}", unit=" solutions", file=progress_file, disable=None) as bar:
-            written = dataset_export(project=target, format_name=format_name, out=handle, filters=filters, progress=bar.update)
-        self.stdout.write(f"Wrote {written} solutions to {out}")
+        try:
+            with tqdm(desc=f"export {out.name}", unit=" solutions", file=progress_file, disable=None) as bar:
+                result = dataset_export_file(
+                    project=target, format_name=format_name, path=out, filters=filters,
+                    options={"neutral": options["neutral"]}, file_format=options["file_format"],
+                    image_root=image_root, progress=bar.update,
+                )
+        except ExportRefused as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Wrote {result.written} solutions to {out}")
+        if result.meta_path is not None:
+            self.stdout.write(
+                f"Wrote InternVL's meta json to {result.meta_path} (pass it as --meta_path; images under {result.meta_root})"
+            )
+            if out.suffix != ".jsonl":
+                self.stderr.write(f"InternVL's loader takes annotation files ending in jsonl only; rename {out.name}")
         if images_zip is not None:
             records = export_records(project=target, filters=filters)
             with images_zip.open("wb") as handle:

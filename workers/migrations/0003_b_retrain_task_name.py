@@ -10,7 +10,7 @@ def _rename(apps, old: str, new: str) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("workers", "0001_initial"), ("django_celery_beat", "0001_initial")]
+    dependencies = [("workers", "0002_h_chunk_enqueued_at"), ("django_celery_beat", "0001_initial")]
 
     operations = [
         migrations.RunPython(lambda apps, schema: _rename(apps, OLD, NEW), lambda apps, schema: _rename(apps, NEW, OLD)),
