@@ -16,9 +16,9 @@ from typing import Any
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from annotation.models import GoldLabel, HumanLabel, Project
+from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
 from prm.registry import retraining_task_name
-from prm.training_data import MergePolicy
 
 RETRAIN_TASK = "workers.tasks.retrain_if_due"
 

@@ -16,12 +16,13 @@ import torch
 
 from annotation.models import GoldLabel
 from prm.core.conversation import load_processor
+from prm.core.merge import MergePolicy
 from prm.core.metrics import ScoredSolution, step_f1
 from prm.core.scoring import PRMScorer
 from prm.core.tiny_models import build_tiny_backbone
 from prm.core.training import train_prm
 from prm.core.training_config import TrainConfig
-from prm.training_data import MergePolicy, example_images, training_set_build
+from prm.training_data import example_images, training_set_build
 from tests.factories import make_solution
 from workers.train_runner import encode_examples, evaluate_examples
 

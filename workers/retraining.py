@@ -12,10 +12,10 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 
 from annotation.models import Project
+from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
 from prm.models import TrainingRun
 from prm.schedule import new_labels_since
-from prm.training_data import MergePolicy
 from workers.training_services import training_run_start
 
 # Decided per machine by the runner; a copied config must not carry the last machine's choice.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.db import transaction
 
 from annotation.models import Project
+from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
 from prm.models import TrainingRun
 from prm.services import run_directory
-from prm.training_data import MergePolicy
 from workers.models import Job
 from workers.services import job_create
 

@@ -21,4 +21,6 @@ urlpatterns = [
         training_views.run_progress,
         name="prm-run-progress",
     ),
+    path("projects/<int:project_id>/prm/benchmark/", training_views.benchmark_page, name="prm-benchmark"),
+    path("projects/<int:project_id>/prm/benchmark/start/", training_views.benchmark_start, name="prm-benchmark-start"),
 ]
