@@ -16,9 +16,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation.labelling_reads import open_assignment_id
-from annotation.models import Assignment, HumanLabel, Image, Membership
-from annotation.permissions import assignment_for_member, project_for_member
+from annotation.access import assignment_for_member, project_for_member
+from annotation.labelling_reads import labelling_screen, open_assignment_id
+from annotation.models import Assignment, Image, Membership
 from annotation.services.label_save import (
     AssignmentClosed,
     assignment_step_label_clear,
@@ -33,7 +33,6 @@ from annotation.services.queue import (
 )
 from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
-from annotation.visibility import sees_machine_hints, step_hints
 
 
 @require_http_methods(["GET", "POST"])
@@ -68,23 +67,13 @@ def _hx_redirect(url: str) -> HttpResponse:
     return response
 
 
-def _step_rows(assignment: Assignment, show_hints: bool) -> list[dict]:
-    steps = list(assignment.solution.steps.order_by("index"))
-    mine = dict(
-        HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value")
-    )
-    hints = step_hints([s.id for s in steps]) if show_hints else {}
-    return [{"step": s, "value": mine.get(s.id), "hints": hints.get(s.id, {})} for s in steps]
-
-
 @login_required
 def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
     assignment = assignment_for_member(request.user, project_id, assignment_id)
     solution = assignment.solution
-    item = solution.item
-    project = item.project
-    show_hints = sees_machine_hints(request.user, project)
-    rows = _step_rows(assignment, show_hints)
+    project = solution.project
+    screen = labelling_screen(user=request.user, project=project, solution=solution)
+    rows = [{"step": step, "value": step["value"], "hints": step["hints"] or {}} for step in screen.steps]
     guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
     return render(
         request,
@@ -93,13 +82,13 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
             "project": project,
             "assignment": assignment,
             "solution": solution,
-            "item": item,
-            "images": list(item.item_images.select_related("image").order_by("position")),
+            "item": screen.item,
+            "screen": screen,
             "rows": rows,
-            "show_hints": show_hints,
+            "show_hints": screen.sees_hints,
             "guidelines_html": guidelines_html,
             "done": assignment.status != Assignment.Status.ASSIGNED,
-            "labelled": sum(1 for r in rows if r["value"] is not None),
+            "labelled": screen.labelled,
             "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=assignment.annotator_id),
         },
     )
@@ -256,7 +245,7 @@ def prefetch_next(request: HttpRequest, project_id: int, assignment_id: int) -> 
     from django.http import JsonResponse
 
     current = assignment_for_member(request.user, project_id, assignment_id)
-    project = current.solution.item.project
+    project = current.solution.project
     upcoming = next_assignment(project=project, annotator=request.user, exclude=current)
     if upcoming is None:
         return JsonResponse({"url": None, "images": []})

@@ -20,7 +20,6 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("annotation.urls")),
     path("", include("workers.urls")),
-    path("", include("prm.urls")),
     path("", include("prm.registry_urls")),
 ]
 # No route serves MEDIA_ROOT, in any mode: stored exports and images are served only by views that

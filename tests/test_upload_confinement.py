@@ -235,8 +235,8 @@ def _patch_declared_size(path: Path, member: str, size: int) -> None:
 
 
 def test_exported_zips_never_carry_dotdot_names(project):
+    from annotation.formats.archive import images_zip_write
     from annotation.selectors import ExportFilters, export_records
-    from annotation.services.dataset_export import images_zip_write
     from tests.factories import make_solution
 
     solution = make_solution(project, "x1", ["a"])
