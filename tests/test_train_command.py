@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from PIL import Image
 
 from annotation.models import Project
 from prm.core.tiny_models import build_tiny_backbone
@@ -105,3 +106,32 @@ def test_bad_arguments_name_the_problem(tmp_path):
                      config="{oops")
     with pytest.raises(CommandError, match="no solution of this project has a labelled step"):
         call_command("train_prm", project="cli training", backbone=str(tmp_path), output=str(tmp_path / "o"))
+
+
+def test_the_loss_is_the_mean_over_the_global_batch_however_it_is_split(tmp_path):
+    """Batch 4 in one pass and batch 1 accumulated 4 times train alike, even when conversations carry
+    different numbers of labelled steps (a mean of per-pass means would weight them differently)."""
+    from prm.core.conversation import encode_conversation, label_token_ids, load_processor
+    from prm.core.training import train_prm
+    from prm.core.training_config import TrainConfig
+    from tests.test_prm_training import COLORS, QUESTION
+
+    backbone = build_tiny_backbone("qwen2_vl", tmp_path / "backbone")
+    processor = load_processor(backbone)
+    label_ids = label_token_ids(processor)
+    examples = []
+    for i in range(8):
+        shown, said = ("red", "green")[i % 2], ("red", "green")[(i // 2) % 2]
+        image = Image.new("RGB", (56, 56), COLORS[shown])
+        labels = [None if i % 3 else True, said == shown, None if i % 4 else False]
+        examples.append(encode_conversation(
+            processor, question=QUESTION, steps=["Look at the image.", f"The square is {said}.", "Done."],
+            images=[image], step_labels=labels, label_ids=label_ids,
+        ))
+    losses = {}
+    for batch, accumulation in ((4, 1), (1, 4)):
+        config = TrainConfig(backbone=str(backbone), learning_rate=2e-3, weight_decay=0.0, max_steps=2,
+                             batch_size=batch, gradient_accumulation_steps=accumulation, warmup_ratio=0.0)
+        result = train_prm(config=config, examples=examples, output_dir=tmp_path / f"b{batch}")
+        losses[batch] = [entry["loss"] for entry in result.history]
+    assert losses[4] == pytest.approx(losses[1], rel=1e-4)
