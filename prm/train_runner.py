@@ -15,11 +15,12 @@ from django.db import transaction
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from prm.core.merge import MergePolicy
 from prm.core.metrics import ScoredSolution, best_threshold_step_f1, step_f1
 from prm.core.training_config import TrainConfig
 from prm.models import Evaluation, PRMVersion, TrainingRun
 from prm.services import run_directory
-from prm.training_data import MergePolicy, TrainingExample, example_images, training_set_build
+from prm.training_data import TrainingExample, example_images, training_set_build
 from workers.errors import PermanentJobError, TransientJobError
 from workers.models import Job, JobChunk
 from workers.runners import runner
@@ -32,14 +33,18 @@ if TYPE_CHECKING:
 # runner at start-up (prm.apps) does not load them into every web process.
 
 
-def encode_examples(processor, examples: Sequence[TrainingExample]):
+def encode_examples(processor, examples: Sequence[TrainingExample], *, config: TrainConfig | None = None):
     from prm.core.conversation import encode_conversation, label_token_ids
+    from prm.core.prompts import system_prompt_text
 
+    config = config or TrainConfig()
     label_ids = label_token_ids(processor)
+    # The prompts the run records (TrainConfig), so the scorer reads the trained model the same way.
     return [
         encode_conversation(
             processor, question=e.question, steps=e.steps, images=example_images(e),
             step_labels=e.labels, label_ids=label_ids,
+            system_prompt=system_prompt_text(config.system_prompt), question_format=config.prm_question,
         )
         for e in examples
     ]
@@ -135,7 +140,7 @@ def _execute(*, run, runs, output_dir, record, on_start, progress, finish) -> Tr
         raise PermanentJobError("no solution of this project has a labelled step under this merge policy")
     if not Path(config.backbone).exists():
         raise PermanentJobError(f"backbone folder {config.backbone} does not exist")
-    examples = encode_examples(load_processor(config.backbone), training_set.train)
+    examples = encode_examples(load_processor(config.backbone), training_set.train, config=config)
     runs.update(data_summary=training_set.summary())
     history: list[dict] = []
 

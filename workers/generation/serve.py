@@ -8,6 +8,7 @@ workers that speak the OpenAI protocol. One request is generated at a time.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -51,6 +52,9 @@ def request_from_payload(payload: dict) -> GenerationRequest:
     sampling = SamplingParams(
         temperature=float(payload.get("temperature", 1.0)),
         top_p=float(payload.get("top_p", 1.0)),
+        # vLLM's extra parameter; absent (as from a plain OpenAI client) means no top-k cut, and
+        # vLLM's -1 means the same.
+        top_k=max(0, int(payload.get("top_k") or 0)),
         max_new_tokens=int(payload.get("max_tokens") or 256),
         seed=payload.get("seed"),
     )
@@ -63,7 +67,7 @@ def request_from_payload(payload: dict) -> GenerationRequest:
     )
 
 
-def make_handler(backend: GenerationBackend, model: str, lock: threading.Lock):
+def make_handler(backend: GenerationBackend, model: str, lock: contextlib.AbstractContextManager):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format, *args):  # noqa: A002 - quiet: tests read their own output
             pass
@@ -97,7 +101,7 @@ def make_handler(backend: GenerationBackend, model: str, lock: threading.Lock):
                 return
             try:
                 with lock:
-                    (texts,) = backend.generate([request])
+                    (completions,) = backend.generate([request])
             except TransientJobError as exc:  # overloaded or out of memory: the client should retry
                 self._reply(503, {"error": {"message": str(exc)}})
                 return
@@ -105,8 +109,12 @@ def make_handler(backend: GenerationBackend, model: str, lock: threading.Lock):
                 self._reply(400, {"error": {"message": str(exc)}})
                 return
             choices = [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                for i, text in enumerate(texts)
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": completion.text},
+                    "finish_reason": "length" if completion.truncated else "stop",
+                }
+                for i, completion in enumerate(completions)
             ]
             self._reply(
                 200,
@@ -124,8 +132,12 @@ def make_handler(backend: GenerationBackend, model: str, lock: threading.Lock):
 class OpenAICompatibleServer:
     """Serve `backend` as `model` on host:port (port 0 picks a free one) in a background thread."""
 
-    def __init__(self, backend: GenerationBackend, *, model: str, host: str = "127.0.0.1", port: int = 0):
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(backend, model, threading.Lock()))
+    def __init__(
+        self, backend: GenerationBackend, *, model: str, host: str = "127.0.0.1", port: int = 0, concurrent: bool = False
+    ):
+        # One request at a time suits a local model; `concurrent` serves requests in parallel, as vLLM does.
+        lock = contextlib.nullcontext() if concurrent else threading.Lock()
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(backend, model, lock))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, name="openai-compatible-server", daemon=True
