@@ -8,7 +8,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 # Logged-in users only: an anonymous visitor is sent to the login page.
 api_docs = login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema"))
 
-# Routes use `<id:...>` (stepmark.converters), registered when the annotation app is ready.
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
