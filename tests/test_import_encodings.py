@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings as django_settings
@@ -19,6 +18,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from annotation.models import GoldLabel, Image, ImportRecord, Item, ItemImage, Project, Solution, Step
+from stepmark.env import database_url
 from tests.factories import add_member
 from tests.test_format_visualprocessbench import png, vpb_record
 
@@ -136,11 +136,9 @@ def test_a_bad_max_steps_is_a_400_naming_the_option(admin_api, project, mathv_zi
 
 
 def run_cli(tmp_path, *args) -> subprocess.CompletedProcess:
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else "")
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "MEDIA_ROOT": django_settings.MEDIA_ROOT,
     }
     return subprocess.run(

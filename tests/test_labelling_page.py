@@ -169,7 +169,7 @@ def test_the_page_and_each_htmx_save_carry_the_missing_steps(client, labelling_p
     project, first, _, _ = labelling_project
     steps = list(first.steps.order_by("index"))
     client.login(username="ann", password="pw-ann")
-    label_page = client.get(f"/projects/{project.id}/next/", follow=True)
+    label_page = client.post(f"/projects/{project.id}/next/", follow=True)  # taking an item is a POST
     assignment_id = label_page.redirect_chain[-1][0].rstrip("/").split("/")[-1]
     assert f'data-missing-step-ids="{",".join(str(s.id) for s in steps)}"' in label_page.content.decode()
 

@@ -34,10 +34,12 @@ def _child_env(settings) -> dict:
     """The test database and media folder, for processes that are not this one."""
     from django.db import connection
 
+    from stepmark.env import database_url
+
     db = connection.settings_dict
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        DATABASE_URL=database_url(db),
         MEDIA_ROOT=str(settings.MEDIA_ROOT), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
     )
     return env
