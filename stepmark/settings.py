@@ -43,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "workers.middleware.QueueUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "stepmark.urls"
@@ -103,6 +104,10 @@ STEPMARK_MAX_IMAGE_PIXELS = env_int("STEPMARK_MAX_IMAGE_PIXELS", 64_000_000, min
 STEPMARK_MAX_STEPS = env_int("STEPMARK_MAX_STEPS", 12, minimum=1)
 STEPMARK_TOKEN_CACHE_SECONDS = env_float("STEPMARK_TOKEN_CACHE_SECONDS", 2.0, minimum=0)
 STEPMARK_CHUNK_LEASE_SECONDS = env_int("STEPMARK_CHUNK_LEASE_SECONDS", 600, minimum=1)
+# How often beat's reaper re-sends chunks of dead workers and chunks the broker never got.
+STEPMARK_REAPER_INTERVAL_SECONDS = env_int(
+    "STEPMARK_REAPER_INTERVAL_SECONDS", max(1, min(60, STEPMARK_CHUNK_LEASE_SECONDS // 2)), minimum=1
+)
 STEPMARK_PRM_DIR = env_path("STEPMARK_PRM_DIR", MEDIA_ROOT / "prm")
 STEPMARK_PRM_PROMOTION_MARGIN = env_float("STEPMARK_PRM_PROMOTION_MARGIN", 0.01)
 # The backbone the training form offers first; ./run.sh builds a tiny local one here (random weights).
@@ -133,7 +138,14 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-if CELERY_BROKER_URL.startswith("filesystem://"):
+# Publishing to a broker that is down fails within about a second, for the page to say so.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+    # Redis re-delivers a message a killed worker left unacknowledged after this long. Twice the
+    # lease: sooner, the claim still holds, the redelivery is refused and only the reaper brings it back.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * STEPMARK_CHUNK_LEASE_SECONDS}
+elif CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded broker of ./run.sh: messages are files under var/broker, no service needed.
     _BROKER_DIR = VAR_DIR / "broker"
     for _sub in ("out", "processed", "control"):

@@ -93,20 +93,12 @@ def log_in(page, username: str) -> None:
     page.wait_for_url("**/")
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, settings):
-    """A real Celery worker process on the real broker, using this test's database and media folder."""
+def _celery_env(settings) -> dict:
+    """The environment of a Celery process using this test's database, media folder and broker."""
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from django.db import connection
 
-    from stepmark.celery import app
-
-    app.control.purge()  # messages left by an earlier, interrupted run must not leak in
     db = connection.settings_dict
     env = dict(os.environ)
     env.update(
@@ -114,51 +106,113 @@ def celery_worker_process(transactional_db, settings):
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
     )
-    log_path = ARTIFACTS / "celery-worker.log"
-    ARTIFACTS.mkdir(exist_ok=True)
+    return env
 
-    def start():
-        log = log_path.open("a")
+
+class CeleryProcess:
+    """A real `celery -A stepmark ...` process; a worker is ready once it answers a ping by its node name."""
+
+    _count = 0
+
+    def __init__(self, env: dict, *, beat: bool = False, beat_schedule_file: Path | None = None):
+        import os
+
+        CeleryProcess._count += 1
+        self.env = env
+        self.beat = beat
+        self.node = f"w{CeleryProcess._count}-{os.getpid()}@stepmark-test"
+        self.schedule_file = beat_schedule_file
+        self.log_path = ARTIFACTS / ("celery-beat.log" if beat else "celery-worker.log")
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.process = self._start()
+        self._wait_ready()
+
+    def _start(self):
+        import subprocess
+        import sys
+
+        if self.beat:
+            args = ["beat", "--loglevel", "INFO", "--schedule", str(self.schedule_file)]
+        else:
+            args = ["worker", "-Q", "default,gpu", "--pool", "solo", "--concurrency", "1", "-n", self.node,
+                    "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        log = self.log_path.open("a")
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "stepmark", "worker", "-Q", "default,gpu", "--pool", "solo",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parent.parent),
+            [sys.executable, "-m", "celery", "-A", "stepmark", *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parent.parent),
         )
 
-    class Worker:
-        def __init__(self):
-            self.process = start()
-            self._wait_ready()
+    def _wait_ready(self):
+        import time
 
-        def _wait_ready(self):
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                replies = app.control.ping(timeout=0.5)
-                if replies:
-                    return
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"celery worker exited early: see {log_path}")
-            raise RuntimeError(f"celery worker did not answer within 60 s: see {log_path}")
+        from stepmark.celery import app
 
-        def kill(self):
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
+        if self.beat:
+            time.sleep(1)
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery beat exited early: see {self.log_path}")
+            return
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if app.control.ping(destination=[self.node], timeout=0.5):
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited early: see {self.log_path}")
+        raise RuntimeError(f"celery worker did not answer within 90 s: see {self.log_path}")
 
-        def restart(self):
-            self.process = start()
-            self._wait_ready()
+    def kill(self):
+        import signal
 
-        def stop(self):
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
 
-    worker = Worker()
+    def restart(self):
+        self.process = self._start()
+        self._wait_ready()
+
+    def stop(self):
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """A real Celery worker process on the real broker, using this test's database and media folder."""
+    from stepmark.celery import app
+
+    app.control.purge()  # messages left by an earlier, interrupted run must not leak in
+    worker = CeleryProcess(_celery_env(settings))
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def celery_workers(transactional_db, settings):
+    """`start(n)` starts n more worker processes on the same broker and database; all stop at the end."""
+    started: list[CeleryProcess] = []
+
+    def start(n: int) -> list[CeleryProcess]:
+        new = [CeleryProcess(_celery_env(settings)) for _ in range(n)]
+        started.extend(new)
+        return new
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def celery_beat_process(transactional_db, settings, tmp_path):
+    """A real `celery beat` with the database scheduler: it runs the reaper every STEPMARK_REAPER_INTERVAL_SECONDS."""
+    beat = CeleryProcess(_celery_env(settings), beat=True, beat_schedule_file=tmp_path / "beat-schedule")
+    yield beat
+    beat.stop()
 
 
 def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, message: str = "condition"):

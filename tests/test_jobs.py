@@ -75,6 +75,10 @@ def test_outsiders_and_annotators_cannot_see_jobs(client, make_user):
         ("get", f"/projects/{project.id}/jobs/{job.id}/"),
         ("post", f"/projects/{project.id}/jobs/{job.id}/cancel/"),
         ("get", f"/projects/{project.id}/jobs/{job.id}/download/"),
+        ("post", f"/projects/{project.id}/jobs/{job.id}/requeue/"),
+        ("get", f"/api/projects/{project.id}/jobs/"),
+        ("post", f"/api/projects/{project.id}/jobs/"),
+        ("post", f"/api/projects/{project.id}/jobs/{job.id}/requeue/"),
     ]
     make_user("stranger")
     client.login(username="stranger", password="pw-stranger")
@@ -86,4 +90,63 @@ def test_outsiders_and_annotators_cannot_see_jobs(client, make_user):
     for method, url in urls:
         assert getattr(client, method)(url).status_code == 403, url
     job.refresh_from_db()
-    assert job.status == "queued"
+    assert job.status == "queued" and not job.chunks.exists() and Job.objects.count() == 1
+
+
+def test_a_worker_presumed_dead_cannot_finish_or_fail_the_chunk_that_was_taken_over(settings):
+    """The claim's attempt fences it: after a take-over, the old claim's finish, heartbeat and failure change nothing."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_fail
+
+    project = _labelled_project(1)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"}, progress_total=1)
+    chunk = JobChunk.objects.create(job=job, index=0)
+    old = chunk_claim(chunk_id=chunk.id, worker="old@host")
+    JobChunk.objects.filter(pk=chunk.id).update(claimed_at=timezone.now() - timedelta(seconds=settings.STEPMARK_CHUNK_LEASE_SECONDS + 1))
+    new = chunk_claim(chunk_id=chunk.id, worker="new@host")
+    assert (old.attempts, new.attempts, new.claimed_by) == (1, 2, "new@host")
+
+    with pytest.raises(ChunkLost):
+        chunk_heartbeat(chunk=old)
+    with pytest.raises(ChunkLost), transaction.atomic():
+        chunk_finish(chunk=old, counts={"records": 1})
+    job_fail(chunk=old, error="the old worker woke up and failed")
+    job.refresh_from_db()
+    assert job.status == "running" and job.progress_done == 0 and job.counts == {}
+
+    with transaction.atomic():
+        chunk_finish(chunk=new, counts={"records": 1})
+    job.refresh_from_db()
+    assert (job.status, job.progress_done, job.counts) == ("done", 1, {"records": 1})
+
+
+def test_retry_of_a_failed_job_starts_its_unfinished_chunks_again_and_a_done_job_refuses():
+    from stepmark.celery import app
+    from workers.services import job_fail, job_requeue
+
+    project = _labelled_project(1)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    done = JobChunk.objects.create(job=job, index=0, status="done")
+    failing = JobChunk.objects.create(job=job, index=1)
+    job_fail(chunk=chunk_claim(chunk_id=failing.id), error="server said no")
+    job.refresh_from_db()
+    assert job.status == "failed"
+
+    try:
+        assert job_requeue(job=job) == 1  # only the failed chunk; the done one stays done
+    finally:
+        app.control.purge()  # no worker here: drop the message sent
+    job.refresh_from_db()
+    failing.refresh_from_db()
+    done.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == ("queued", "", None)
+    assert (failing.status, failing.error, done.status) == ("pending", "", "done")
+    assert failing.enqueued_at is not None
+
+    Job.objects.filter(pk=job.pk).update(status="done")
+    with pytest.raises(ValueError, match="is done: there is nothing to re-queue"):
+        job_requeue(job=job)

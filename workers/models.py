@@ -60,7 +60,12 @@ class Job(models.Model):
 
 
 class JobChunk(models.Model):
-    """A unit of a job's work. Claimed with a conditional UPDATE; its results commit with status=done."""
+    """A unit of a job's work. Claimed with a conditional UPDATE; its results commit with status=done.
+
+    `attempts` is the claim's fencing token: a worker may finish, heartbeat or fail a chunk only
+    while the attempt it claimed is still the current one, so a worker presumed dead that wakes
+    up late cannot overwrite the claim that took over from it.
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -75,6 +80,9 @@ class JobChunk(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="The worker (Celery node name) that claimed it last.")
+    # When a task for this chunk last reached the broker; null while it never did (broker down).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 
@@ -82,4 +90,8 @@ class JobChunk(models.Model):
         ordering = ["job", "index"]
         constraints = [
             models.UniqueConstraint(fields=["job", "index"], name="jobchunk_unique_index"),
+        ]
+        indexes = [
+            # The reaper's scan: unfinished chunks by state.
+            models.Index(fields=["status", "claimed_at"], name="jobchunk_status_claimed"),
         ]

@@ -1,19 +1,25 @@
-"""Creating, claiming, finishing and cancelling jobs. Tasks call these; so do the pages and the API."""
+"""Creating, enqueueing, claiming, finishing, cancelling and reaping jobs. Tasks call these; so do the pages and the API."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from workers.models import Job, JobChunk
+
+logger = logging.getLogger(__name__)
 
 GPU_KINDS = {Job.Kind.SAMPLE_SOLUTIONS, Job.Kind.MC_LABEL, Job.Kind.PRM_PRELABEL, Job.Kind.TRAIN, Job.Kind.EVALUATE}
 # A running chunk whose claim is older than this is presumed dead (worker killed) and may be claimed again.
 CHUNK_LEASE = timedelta(minutes=10)
+ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
 
 
 def chunk_lease() -> timedelta:
@@ -26,8 +32,27 @@ def queue_for(kind: str) -> str:
     return "gpu" if kind in GPU_KINDS else "default"
 
 
+class ChunkLost(RuntimeError):
+    """This worker's claim on a chunk ended (the job was cancelled, or the chunk was taken over)."""
+
+
+class QueueUnavailable(RuntimeError):
+    """The broker could not be reached. The job is saved; its unsent chunks wait for a re-queue or the reaper."""
+
+    def __init__(self, *, job_id: int):
+        self.job_id = job_id
+        super().__init__(
+            f"The job queue is unavailable, so job #{job_id} is saved but not queued yet. It is sent by itself "
+            "once the queue is back, or re-queue it from the jobs page."
+        )
+
+
 def job_create(*, kind: str, project=None, params: dict | None = None, chunks: list[dict] | None = None, user=None) -> Job:
-    """Create a job with its chunks (each {"params": ..., "size": n}) and enqueue them after commit."""
+    """Create a job with its chunks (each {"params": ..., "size": n}) and enqueue them after commit.
+
+    When the broker is down the job stays saved and QueueUnavailable leaves the outermost
+    transaction block (after the commit), for the page or API to answer.
+    """
     chunks = chunks or [{"params": {}, "size": 1}]
     with transaction.atomic():
         job = Job.objects.create(
@@ -44,23 +69,87 @@ def job_create(*, kind: str, project=None, params: dict | None = None, chunks: l
     return job
 
 
-def job_enqueue(*, job: Job) -> int:
-    """Send a task for every chunk not yet done (also how a job resumes after a crash)."""
+def job_enqueue(*, job: Job, chunk_ids: list[int] | None = None) -> int:
+    """Send a task for every unfinished chunk (or only `chunk_ids`); how a job starts, resumes and is re-queued.
+
+    Raises QueueUnavailable when the broker cannot be reached; chunks sent before that keep their
+    `enqueued_at`, the others stay unsent for the reaper.
+    """
     from workers.tasks import run_job_chunk
 
-    pending = list(job.chunks.exclude(status=JobChunk.Status.DONE).values_list("id", flat=True))
-    for chunk_id in pending:
-        run_job_chunk.apply_async(args=[chunk_id], queue=queue_for(job.kind))
-    return len(pending)
+    if chunk_ids is None:
+        chunk_ids = list(
+            job.chunks.filter(status__in=[JobChunk.Status.PENDING, JobChunk.Status.RUNNING]).values_list("id", flat=True)
+        )
+    sent: list[int] = []
+    try:
+        for chunk_id in chunk_ids:
+            run_job_chunk.apply_async(args=[chunk_id], queue=queue_for(job.kind))
+            sent.append(chunk_id)
+    except BrokerUnreachable as exc:
+        logger.warning("job %s: broker unreachable after %s of %s chunks: %s", job.pk, len(sent), len(chunk_ids), exc)
+        raise QueueUnavailable(job_id=job.pk) from exc
+    finally:
+        if sent:
+            JobChunk.objects.filter(pk__in=sent).update(enqueued_at=timezone.now())
+    return len(sent)
 
 
-def chunk_claim(*, chunk_id: int) -> JobChunk | None:
+def job_requeue(*, job: Job) -> int:
+    """An admin's retry: send the unfinished chunks again; a failed job starts over from its unfinished chunks.
+
+    Duplicate tasks are harmless (a chunk is claimed once). Raises ValueError for a job that is done
+    or cancelled, and QueueUnavailable while the broker is down.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status == Job.Status.FAILED:
+            job.chunks.filter(status=JobChunk.Status.FAILED).update(status=JobChunk.Status.PENDING, error="", finished_at=None)
+            Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, error="", finished_at=None)
+        elif job.status not in ACTIVE:
+            raise ValueError(f"job #{job.pk} is {job.status}: there is nothing to re-queue")
+    return job_enqueue(job=job)
+
+
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    chunks: int
+    jobs: int
+
+
+def jobs_reap() -> ReapResult:
+    """Re-send the chunks of unfinished jobs that no worker will run otherwise.
+
+    Those are chunks that never reached the broker (it was down) and running chunks whose lease
+    expired (their worker died) and that were not re-sent within the last lease. Beat runs this
+    every STEPMARK_REAPER_INTERVAL_SECONDS; `manage.py jobs_reap` runs it by hand. Rows are locked
+    with SKIP LOCKED, so two reapers never send the same chunk twice.
+    """
+    now = timezone.now()
+    cutoff = now - chunk_lease()
+    stale = JobChunk.objects.filter(job__status__in=ACTIVE).filter(
+        Q(status=JobChunk.Status.PENDING, enqueued_at__isnull=True)
+        | Q(status=JobChunk.Status.RUNNING, claimed_at__lt=cutoff)
+        & (Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
+    )
+    by_job: dict[int, list[int]] = {}
+    with transaction.atomic():
+        for chunk_id, job_id in stale.select_for_update(skip_locked=True, of=("self",)).values_list("id", "job_id"):
+            by_job.setdefault(job_id, []).append(chunk_id)
+        for job in Job.objects.filter(pk__in=by_job):
+            job_enqueue(job=job, chunk_ids=by_job[job.pk])
+    if by_job:
+        logger.info("reaper re-sent %s chunks of %s jobs", sum(map(len, by_job.values())), len(by_job))
+    return ReapResult(chunks=sum(map(len, by_job.values())), jobs=len(by_job))
+
+
+def chunk_claim(*, chunk_id: int, worker: str = "") -> JobChunk | None:
     """Claim a chunk for this worker with one conditional UPDATE; None if done, taken or the job stopped."""
     now = timezone.now()
     claimable = Q(status=JobChunk.Status.PENDING) | Q(status=JobChunk.Status.RUNNING, claimed_at__lt=now - chunk_lease())
     claimed = (
         JobChunk.objects.filter(claimable, pk=chunk_id, job__status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
-        .update(status=JobChunk.Status.RUNNING, claimed_at=now, attempts=F("attempts") + 1)
+        .update(status=JobChunk.Status.RUNNING, claimed_at=now, claimed_by=worker[:200], attempts=F("attempts") + 1)
     )
     if not claimed:
         return None
@@ -69,8 +158,15 @@ def chunk_claim(*, chunk_id: int) -> JobChunk | None:
     return chunk
 
 
+def _ours(chunk: JobChunk):
+    """The chunk's row while this claim (attempt) still holds it."""
+    return JobChunk.objects.filter(pk=chunk.pk, status=JobChunk.Status.RUNNING, attempts=chunk.attempts)
+
+
 def chunk_heartbeat(*, chunk: JobChunk) -> None:
-    JobChunk.objects.filter(pk=chunk.pk, status=JobChunk.Status.RUNNING).update(claimed_at=timezone.now())
+    """Renew this claim's lease; raises ChunkLost when another worker took the chunk over (or it was cancelled)."""
+    if not _ours(chunk).update(claimed_at=timezone.now()):
+        raise ChunkLost(f"chunk {chunk.pk} is no longer this worker's (cancelled or taken over)")
 
 
 def job_progress_add(*, job_id: int, units: int) -> None:
@@ -81,9 +177,7 @@ def job_progress_add(*, job_id: int, units: int) -> None:
 def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_already_reported: int = 0) -> None:
     """Mark a chunk done. Call it inside the same transaction that stores the chunk's results."""
     assert transaction.get_connection().in_atomic_block, "chunk_finish must share the results' transaction"
-    updated = JobChunk.objects.filter(pk=chunk.pk, status=JobChunk.Status.RUNNING).update(
-        status=JobChunk.Status.DONE, finished_at=timezone.now(), error=""
-    )
+    updated = _ours(chunk).update(status=JobChunk.Status.DONE, finished_at=timezone.now(), error="")
     if not updated:
         raise ChunkLost(f"chunk {chunk.pk} is no longer running (cancelled or taken over)")
     job = Job.objects.select_for_update().get(pk=chunk.job_id)
@@ -97,19 +191,19 @@ def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_alread
         Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(status=Job.Status.DONE, finished_at=timezone.now())
 
 
-class ChunkLost(RuntimeError):
-    pass
-
-
 def chunk_release(*, chunk: JobChunk, error: str = "") -> None:
     """Give a chunk back after a transient failure, so a retry can claim it at once."""
-    JobChunk.objects.filter(pk=chunk.pk, status=JobChunk.Status.RUNNING).update(status=JobChunk.Status.PENDING, error=error)
+    _ours(chunk).update(status=JobChunk.Status.PENDING, error=error)
 
 
 def job_fail(*, chunk: JobChunk, error: str) -> None:
-    """A permanent error: the chunk and its job fail with a message a person can act on."""
+    """A permanent error: the chunk and its job fail with a message a person can act on.
+
+    A worker whose claim was taken over fails nothing: the chunk is someone else's now.
+    """
     now = timezone.now()
-    JobChunk.objects.filter(pk=chunk.pk).update(status=JobChunk.Status.FAILED, error=error, finished_at=now)
+    if not _ours(chunk).update(status=JobChunk.Status.FAILED, error=error, finished_at=now):
+        return
     Job.objects.filter(pk=chunk.job_id).exclude(status__in=[Job.Status.CANCELLED, Job.Status.DONE]).update(
         status=Job.Status.FAILED, error=error, finished_at=now
     )

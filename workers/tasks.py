@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from celery import shared_task
 
 from workers.errors import TransientJobError
 from workers.runners import RUNNERS
-from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail
+from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail, jobs_reap
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
     max_retries=6,
 )
 def run_job_chunk(self, chunk_id: int) -> str:
-    chunk = chunk_claim(chunk_id=chunk_id)
+    chunk = chunk_claim(chunk_id=chunk_id, worker=self.request.hostname or "")
     if chunk is None:
         return "not claimed (done, taken, or job stopped)"
     run = RUNNERS.get(chunk.job.kind)
@@ -33,6 +34,10 @@ def run_job_chunk(self, chunk_id: int) -> str:
     try:
         run(chunk)
     except TransientJobError as exc:
+        if self.request.retries >= self.max_retries:
+            # Out of retries: a chunk left pending would keep its job "running" for ever.
+            job_fail(chunk=chunk, error=f"gave up after {self.max_retries} retries: {exc}")
+            return "failed"
         chunk_release(chunk=chunk, error=str(exc))
         logger.warning("chunk %s: transient error, retrying: %s", chunk_id, exc)
         raise
@@ -44,3 +49,9 @@ def run_job_chunk(self, chunk_id: int) -> str:
         job_fail(chunk=chunk, error=f"{type(exc).__name__}: {exc}")
         return "failed"
     return "done"
+
+
+@shared_task(name="workers.tasks.jobs_reap", ignore_result=True)
+def reap_stale_chunks() -> dict:
+    """Beat's entry point (stepmark.celery's beat schedule): re-send chunks no worker will run otherwise."""
+    return asdict(jobs_reap())

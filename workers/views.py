@@ -5,17 +5,19 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.permissions import project_for_admin
 from annotation.selectors import LABEL_SOURCES
 from annotation.services.dataset_export import EXPORT_FORMATS
+from workers.export_services import EXPORT_FLAGS, export_job_start
 from workers.forms import MCJobForm, PrelabelJobForm, SampleJobForm
 from workers.mc_services import mc_job_start, sample_job_start
 from workers.models import Job
 from workers.prelabel_services import live_prm_version, prelabel_job_start, priority_refresh
-from workers.services import job_cancel, job_create
+from workers.selectors import project_job, project_jobs
+from workers.services import job_cancel, job_requeue
 
 JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm}
 
@@ -25,10 +27,9 @@ def _render_jobs(request: HttpRequest, project, *, bound=None, status: int = 200
     forms = {prefix: form_class(prefix=prefix, project=project) for prefix, form_class in JOB_FORMS.items()}
     if bound is not None:
         forms[bound.prefix] = bound
-    jobs = Job.objects.filter(project=project)[:50]
     context = {
         "project": project,
-        "jobs": jobs,
+        "jobs": project_jobs(project=project),
         "export_formats": sorted(EXPORT_FORMATS),
         "label_sources": LABEL_SOURCES,
         "forms": forms,
@@ -108,25 +109,34 @@ def priority_refresh_view(request: HttpRequest, project_id: int) -> HttpResponse
 
 @require_POST
 @login_required
-def export_job_start(request: HttpRequest, project_id: int) -> HttpResponse:
+def export_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
     format_name = request.POST.get("format", "")
-    label_source = request.POST.get("label_source", "merged")
-    if format_name not in EXPORT_FORMATS or label_source not in LABEL_SOURCES:
-        messages.error(request, f"Unknown export format {format_name!r} or label source {label_source!r}.")
-        return redirect("jobs", project_id=project.id)
-    filters = {"label_source": label_source}
-    for flag in ("only_adjudicated", "only_agreed", "complete_only"):
-        if request.POST.get(flag):
-            filters[flag] = True
-    job_create(kind=Job.Kind.EXPORT, project=project, params={"format": format_name, "filters": filters}, user=request.user)
-    messages.success(request, f"Export to {format_name} started.")
+    try:
+        export_job_start(
+            project=project,
+            format_name=format_name,
+            label_source=request.POST.get("label_source", "merged"),
+            flags={flag for flag in EXPORT_FLAGS if request.POST.get(flag)},
+            user=request.user,
+        )
+    except ValueError as exc:
+        messages.error(request, f"The export was not started: {exc}.")
+    else:
+        messages.success(request, f"Export to {format_name} started.")
     return redirect("jobs", project_id=project.id)
 
 
 def _job_for_admin(request: HttpRequest, project_id: int, job_id: int) -> Job:
-    project = project_for_admin(request.user, project_id)
-    return get_object_or_404(Job, pk=job_id, project=project)
+    return project_job(project=project_for_admin(request.user, project_id), job_id=job_id)
+
+
+def _row_or_page(request: HttpRequest, job: Job) -> HttpResponse:
+    """After an action on a job: its fresh row for htmx, else back to the jobs page."""
+    if request.headers.get("HX-Request"):
+        job = project_job(project=job.project, job_id=job.pk)
+        return render(request, "workers/jobs.html#job-row", {"job": job, "project": job.project})
+    return redirect("jobs", project_id=job.project_id)
 
 
 @login_required
@@ -141,10 +151,21 @@ def job_row(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
 def job_cancel_view(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     job = _job_for_admin(request, project_id, job_id)
     job_cancel(job=job)
-    job.refresh_from_db()
-    if request.headers.get("HX-Request"):
-        return render(request, "workers/jobs.html#job-row", {"job": job, "project": job.project})
-    return redirect("jobs", project_id=project_id)
+    return _row_or_page(request, job)
+
+
+@require_POST
+@login_required
+def job_requeue_view(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """Send an unfinished job's chunks again, or retry a failed one (QueueUnavailable: see workers.middleware)."""
+    job = _job_for_admin(request, project_id, job_id)
+    try:
+        sent = job_requeue(job=job)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Job #{job.pk}: {sent} chunk{'' if sent == 1 else 's'} sent to the queue.")
+    return _row_or_page(request, job)
 
 
 @login_required

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -32,7 +31,7 @@ from annotation.models import (
     Solution,
     Step,
 )
-from annotation.services.images import ImageRejected, image_store
+from annotation.services.images import ImageRejected, image_files_discard, image_store
 
 # format name -> module in annotation.formats providing `parse(source) -> Iterator[ParsedSolution]`
 IMPORT_FORMATS: dict[str, str] = {
@@ -140,9 +139,8 @@ def dataset_import(
             writer.result.import_id = record.pk
             return writer.result
     except BaseException:
-        # The rows are rolled back; remove the image files only this import wrote.
-        for name in written_files:
-            default_storage.delete(name)
+        # The rows are rolled back; remove the image files this import added, unless another import uses them now.
+        image_files_discard(names=written_files)
         raise
     finally:
         image_source.close()

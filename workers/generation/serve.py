@@ -8,6 +8,7 @@ workers that speak the OpenAI protocol. One request is generated at a time.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -63,7 +64,7 @@ def request_from_payload(payload: dict) -> GenerationRequest:
     )
 
 
-def make_handler(backend: GenerationBackend, model: str, lock: threading.Lock):
+def make_handler(backend: GenerationBackend, model: str, lock: contextlib.AbstractContextManager):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format, *args):  # noqa: A002 - quiet: tests read their own output
             pass
@@ -124,8 +125,12 @@ def make_handler(backend: GenerationBackend, model: str, lock: threading.Lock):
 class OpenAICompatibleServer:
     """Serve `backend` as `model` on host:port (port 0 picks a free one) in a background thread."""
 
-    def __init__(self, backend: GenerationBackend, *, model: str, host: str = "127.0.0.1", port: int = 0):
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(backend, model, threading.Lock()))
+    def __init__(
+        self, backend: GenerationBackend, *, model: str, host: str = "127.0.0.1", port: int = 0, concurrent: bool = False
+    ):
+        # One request at a time suits a local model; `concurrent` serves requests in parallel, as vLLM does.
+        lock = contextlib.nullcontext() if concurrent else threading.Lock()
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(backend, model, lock))
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, name="openai-compatible-server", daemon=True
