@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
@@ -13,6 +14,7 @@ from django.db.models import Q
 
 from annotation.formats.records import ExportRecord, ExportStep
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item, ItemImage, Project, Solution, Step
+from prm.core.merge import MergePolicy, human_majority, mc_value_label, solution_labels
 
 LABEL_SOURCES = ("merged", "gold", "human", "mc", "auto", "prm", "none")
 
@@ -21,9 +23,12 @@ LABEL_SOURCES = ("merged", "gold", "human", "mc", "auto", "prm", "none")
 class ExportFilters:
     """Which solutions and which labels an export takes.
 
-    label_source: merged (gold > human majority > MC value > imported auto label), gold
-    (adjudicated or imported human gold), human (majority of live annotators), mc (value label
-    mc > mc_threshold), auto (imported machine labels), prm (score > 0.5), none (steps only).
+    label_source: merged (prm.core.merge, the labels training uses: gold > human majority > MC
+    value or advantage label > imported auto label, with the consensus filter and neutral "skip"
+    of `merge_policy`), gold (adjudicated or imported human gold), human (majority of live
+    annotators), mc (value label mc > mc_threshold), auto (imported machine labels), prm
+    (score > prm_threshold), none (steps only). Merged labels keep neutral as 0; the binary
+    "+"/"-" a PRM trains on is prm.core.merge.training_label of it.
     """
 
     label_source: str = "merged"
@@ -36,10 +41,35 @@ class ExportFilters:
     mc_threshold: float = 0.0
     prm_threshold: float = 0.5
     prm_source: str | None = None  # PRM version name; None = any
+    # The rest of the merge policy (merged labels); plain values so export jobs keep them as JSON.
+    mc_label: Literal["value", "advantage"] = "value"
+    advantage_tolerance: float = 0.0
+    neutral: Literal["positive", "negative", "skip"] = "positive"
+    consensus_filter: bool = False
 
     def __post_init__(self):
         if self.label_source not in LABEL_SOURCES:
             raise ValueError(f"label source {self.label_source!r} is not one of {', '.join(LABEL_SOURCES)}")
+        self.merge_policy  # noqa: B018 - a bad policy setting fails here, with MergePolicy's message
+
+    @property
+    def merge_policy(self) -> MergePolicy:
+        return MergePolicy(
+            use_gold=True, use_human=True, use_machine=True, only_agreed=self.only_agreed,
+            mc_label=self.mc_label, mc_threshold=self.mc_threshold, advantage_tolerance=self.advantage_tolerance,
+            neutral=self.neutral, consensus_filter=self.consensus_filter,
+        )
+
+    @classmethod
+    def for_policy(cls, policy: MergePolicy, **filters) -> ExportFilters:
+        """Merged-label filters that give exactly `policy`'s training labels (the split aside)."""
+        if not (policy.use_gold and policy.use_human and policy.use_machine):
+            raise ValueError("the merged export always uses gold, human and machine labels")
+        return cls(
+            label_source="merged", only_agreed=policy.only_agreed, mc_threshold=policy.mc_threshold,
+            mc_label=policy.mc_label, advantage_tolerance=policy.advantage_tolerance, neutral=policy.neutral,
+            consensus_filter=policy.consensus_filter, **filters,
+        )
 
 
 def export_solution_ids(*, project: Project, filters: ExportFilters) -> Iterator[int]:
@@ -159,13 +189,14 @@ def _ids_lookup(field: str, ids: list[int]) -> Q:
 
 
 class _StepLabels:
-    """Labels of a chunk of steps, fetched in a few queries, resolved per the filters.
+    """Labels of a chunk of steps, fetched in a few queries, resolved per the filters by prm.core.merge.
 
     The dicts may hold labels of steps outside the chunk (see `_ids_lookup`); only the chunk's are read.
     """
 
     def __init__(self, step_ids: list[int], filters: ExportFilters):
         self.filters = filters
+        self.policy = filters.merge_policy
         source = filters.label_source
         in_chunk = _ids_lookup("step_id", step_ids)
         self.gold: dict[int, int] = {}
@@ -196,7 +227,10 @@ class _StepLabels:
                 humans = humans.filter(updated_at__lt=filters.until)
             for step_id, value in humans.values_list("step_id", "value"):
                 votes[step_id].append(value)
-            self.human = {step_id: v for step_id, values in votes.items() if (v := self._majority(values)) is not None}
+            self.human = {
+                step_id: v for step_id, values in votes.items()
+                if (v := human_majority(values, only_agreed=filters.only_agreed)) is not None
+            }
         if source in ("merged", "auto"):
             self.auto = dict(
                 AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.IMPORTED)
@@ -209,51 +243,46 @@ class _StepLabels:
                 prm = prm.filter(source=filters.prm_source)
             self.prm = dict(prm.values_list("step_id", "score"))
 
-    def _majority(self, values: list[int]) -> int | None:
-        counts = Counter(values).most_common()
-        if self.filters.only_agreed:
-            return counts[0][0] if len(counts) == 1 else None
-        if len(counts) > 1 and counts[0][1] == counts[1][1]:
-            return None  # a tie is not a majority
-        return counts[0][0]
+    def _mc_score(self, step_id: int) -> float | None:
+        return self.mc[step_id][0] if step_id in self.mc else None
 
-    def _mc_value(self, step_id: int) -> int | None:
-        if step_id not in self.mc or self.mc[step_id][0] is None:
-            return None
-        return 1 if self.mc[step_id][0] > self.filters.mc_threshold else -1
-
-    def label(self, step_id: int) -> int | None:
+    def labels(self, step_ids: list[int]) -> list[int | None]:
+        """The labels of one solution's steps, in step order (advantage labels need the whole solution)."""
         source = self.filters.label_source
-        if source == "gold":
-            return self.gold.get(step_id)
-        if source == "human":
-            return self.human.get(step_id)
-        if source == "mc":
-            return self._mc_value(step_id)
-        if source == "auto":
-            return self.auto.get(step_id)
-        if source == "prm":
-            score = self.prm.get(step_id)
-            return None if score is None else (1 if score > self.filters.prm_threshold else -1)
         if source == "merged":
-            for value in (self.gold.get(step_id), self.human.get(step_id), self._mc_value(step_id), self.auto.get(step_id)):
-                if value is not None:
-                    return value
-        return None
-
-    def export_step(self, step_id: int, index: int, text: str) -> ExportStep:
-        score, right, total = self.mc.get(step_id, (None, None, None))
-        return ExportStep(index=index, text=text, label=self.label(step_id), mc_score=score, num_correct=right, num_total=total)
+            merged = solution_labels(
+                gold=[self.gold.get(s) for s in step_ids], human=[self.human.get(s) for s in step_ids],
+                mc_scores=[self._mc_score(s) for s in step_ids], imported=[self.auto.get(s) for s in step_ids],
+                policy=self.policy,
+            )
+            return [label.value for label in merged]
+        if source == "gold":
+            return [self.gold.get(s) for s in step_ids]
+        if source == "human":
+            return [self.human.get(s) for s in step_ids]
+        if source == "mc":
+            return [mc_value_label(self._mc_score(s), threshold=self.filters.mc_threshold) for s in step_ids]
+        if source == "auto":
+            return [self.auto.get(s) for s in step_ids]
+        if source == "prm":
+            scores = [self.prm.get(s) for s in step_ids]
+            return [None if score is None else (1 if score > self.filters.prm_threshold else -1) for score in scores]
+        return [None] * len(step_ids)
 
     def export_steps(self, rows: list[tuple[int, int, str]]) -> list[ExportStep]:
-        """ExportSteps for (step id, index, text) rows; the common MC-only export skips the generic resolver."""
-        if self.filters.label_source != "mc":
-            return [self.export_step(step_id, index, text) for step_id, index, text in rows]
-        threshold = self.filters.mc_threshold
+        """ExportSteps for one solution's (step id, index, text) rows; the common MC-only export skips
+        the per-solution lists (same value-label function, one pass)."""
         no_label = (None, None, None)
-        result = []
-        for step_id, index, text in rows:
-            score, right, total = self.mc.get(step_id, no_label)
-            label = None if score is None else (1 if score > threshold else -1)
-            result.append(ExportStep(index, text, label, score, right, total))  # positional: fields in declared order
-        return result
+        if self.filters.label_source == "mc":
+            threshold = self.filters.mc_threshold
+            result = []
+            for step_id, index, text in rows:
+                score, right, total = self.mc.get(step_id, no_label)
+                label = mc_value_label(score, threshold=threshold)
+                result.append(ExportStep(index, text, label, score, right, total))  # positional: fields in declared order
+            return result
+        labels = self.labels([step_id for step_id, _, _ in rows])
+        return [
+            ExportStep(index, text, label, *self.mc.get(step_id, no_label))
+            for (step_id, index, text), label in zip(rows, labels, strict=True)
+        ]

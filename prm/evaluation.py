@@ -1,11 +1,13 @@
 """Evaluate a PRM version on its project's held-out human gold: the validation items of the training split.
 
-The held-out set reuses prm.training_data's split (by item, seeded by the run's merge policy), so a
-version is never judged on a question it trained on; within those items only GOLD labels count
-(adjudicated or imported), never live votes or machine labels. Metrics (DESIGN.md "Evaluation"):
+The held-out set is prm.training_data's permanent split (prm.models.ItemSplit): an item held out
+once stays held out, so no version trains on an item a candidate and the live version are compared
+on. Within those items only GOLD labels count (adjudicated or imported; prm.core.merge with gold
+only), never live votes or machine labels. Metrics (DESIGN.md "Evaluation"):
 
 - step macro F1 (VisualProcessBench) at 0.5 and at the best threshold, overall and per data source;
-- first-error F1 (ProcessBench) on solutions whose every step has a gold label;
+- first-error F1 (ProcessBench, as its scripts): every solution whose first error is known, per
+  data source, then averaged;
 - Best-of-N on held-out items with at least two solutions of known outcome (Solution.is_correct).
 
 The fingerprint of the held-out set (solution ids, gold values) tells whether two evaluations can
@@ -27,18 +29,19 @@ from PIL import Image as PILImage
 from annotation.models import GoldLabel, Item, ItemImage, Project, Solution, Step
 from annotation.steps import merge_steps
 from prm.core.answers import extract_final_answer, normalise_text, option_letter
+from prm.core.merge import MergePolicy, solution_labels
 from prm.core.metrics import (
     Candidate,
     ScoredSolution,
     aggregate_step_scores,
     best_of_n,
     best_threshold_step_f1,
-    first_error_f1,
+    processbench_f1,
     step_f1,
 )
 from prm.core.training_config import TrainConfig
 from prm.models import Evaluation, PRMVersion
-from prm.training_data import MergePolicy, training_set_build
+from prm.training_data import training_set_build
 
 if TYPE_CHECKING:  # torch loads only where a model is scored, not in every web process
     from prm.core.scoring import PRMScorer
@@ -46,14 +49,21 @@ if TYPE_CHECKING:  # torch loads only where a model is scored, not in every web 
 HELD_OUT_SPLIT = "held-out-gold"
 HEADLINE_METRIC = "gold_macro_f1"
 CHANCE_MACRO_F1 = 0.5
+# Evaluation reads gold only: the merge resolver with human and machine labels switched off.
+GOLD_ONLY = MergePolicy(use_human=False, use_machine=False)
+
+
+def gold_values(gold: Sequence[int | None]) -> list[int | None]:
+    """Per step: the gold value (+1 / 0 / -1) or None (not judged), as the merge resolver reads it."""
+    none = [None] * len(gold)
+    return [label.value for label in solution_labels(gold=gold, human=none, mc_scores=none, imported=none, policy=GOLD_ONLY)]
 
 
 @dataclass
 class HeldOutSolution:
     solution_id: int
     steps: list[str]  # merged to the step cap the version was trained with
-    gold: list[int]  # per merged step: +1 / -1, or 0 for neutral or no gold (left out of step F1)
-    fully_labelled: bool  # every original step has a gold label (first-error F1 needs that)
+    gold: list[int | None]  # per merged step: +1 / -1, 0 neutral, None no gold (both left out of step F1)
     is_correct: bool | None
     vote_answer: str | None  # normalised final answer, for majority vote
 
@@ -93,14 +103,16 @@ def vote_key(answer: str | None, options: Sequence[str] | None = None) -> str | 
     return normalise_text(answer) or None
 
 
-def merge_gold(gold: list[int | None], *, max_steps: int) -> list[int]:
-    """Gold of the chunks merge_steps makes: -1 if any step is, +1 if all are, else 0 (not judged)."""
-    values = [0 if value is None else value for value in gold]
-    if len(values) <= max_steps:
-        return values
-    size = -(-len(values) // max_steps)
-    chunks = [values[start : start + size] for start in range(0, len(values), size)]
-    return [-1 if -1 in chunk else (1 if all(v == 1 for v in chunk) else 0) for chunk in chunks]
+def merge_gold(gold: list[int | None], *, max_steps: int) -> list[int | None]:
+    """Gold of the chunks merge_steps makes: -1 if any step is, else None if one is not judged,
+    +1 if all are +1, else 0 (neutral)."""
+    if len(gold) <= max_steps:
+        return list(gold)
+    size = -(-len(gold) // max_steps)
+    chunks = [gold[start : start + size] for start in range(0, len(gold), size)]
+    return [
+        -1 if -1 in chunk else (None if None in chunk else (1 if all(v == 1 for v in chunk) else 0)) for chunk in chunks
+    ]
 
 
 def _policy_and_cap(version: PRMVersion) -> tuple[MergePolicy, int]:
@@ -138,7 +150,7 @@ def held_out_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
         rows = steps.get(solution.id)
         if not rows:
             continue
-        step_gold = [gold.get(step_id) for step_id, _ in rows]
+        step_gold = gold_values([gold.get(step_id) for step_id, _ in rows])
         has_gold = any(value is not None for value in step_gold)
         if not has_gold and solution.is_correct is None:
             continue
@@ -147,7 +159,6 @@ def held_out_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
             solution_id=solution.id,
             steps=merge_steps([text for _, text in rows], max_steps=max_steps_per_solution),
             gold=merge_gold(step_gold, max_steps=max_steps_per_solution),
-            fully_labelled=has_gold and None not in step_gold,
             is_correct=solution.is_correct,
             vote_answer=vote_key(answer, options.get(solution.item_id)),
         ))
@@ -195,16 +206,7 @@ def held_out_metrics(*, held_out: HeldOutSet, scores: dict[int, list[float]], ag
             "num_steps": at_half.num_steps, "per_source": at_half.per_source,
             "best_threshold": best.threshold, "best_macro_f1": best.macro_f1, "best_per_source": best.per_source,
         })
-        complete = [
-            ScoredSolution(gold=s.gold, scores=scores[s.solution_id])
-            for item in held_out.items for s in item.solutions if s.fully_labelled
-        ]
-        if complete:
-            first = first_error_f1(complete)
-            metrics["first_error"] = {
-                "f1": first.f1, "error_accuracy": first.error_accuracy, "correct_accuracy": first.correct_accuracy,
-                "num_erroneous": first.num_erroneous, "num_correct": first.num_correct,
-            }
+        metrics["first_error"] = first_error_summary(processbench_f1(judged))
     questions = [
         [Candidate(final_answer=s.vote_answer, is_correct=bool(s.is_correct),
                    score=aggregate_step_scores(scores[s.solution_id], method=aggregation))
@@ -219,6 +221,22 @@ def held_out_metrics(*, held_out: HeldOutSet, scores: dict[int, list[float]], ag
             "majority_vote": report.majority_vote, "oracle": report.oracle, "num_questions": report.num_questions,
         }
     return metrics
+
+
+def first_error_summary(report) -> dict[str, Any]:
+    """The JSON of a ProcessBenchReport: the average over subsets ("f1"), the solutions counted, and
+    each subset's figures."""
+    subsets = report.per_subset.values()
+    return {
+        "f1": report.average_f1, "threshold": report.threshold,
+        "num_erroneous": sum(r.num_erroneous for r in subsets), "num_correct": sum(r.num_correct for r in subsets),
+        "num_unjudged": sum(r.num_unjudged for r in subsets),
+        "per_subset": {
+            name: {"f1": r.f1, "error_accuracy": r.error_accuracy, "correct_accuracy": r.correct_accuracy,
+                   "num_erroneous": r.num_erroneous, "num_correct": r.num_correct, "num_unjudged": r.num_unjudged}
+            for name, r in report.per_subset.items()
+        },
+    }
 
 
 def version_held_out_set(version: PRMVersion) -> HeldOutSet:

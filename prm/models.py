@@ -21,7 +21,7 @@ class TrainingRun(models.Model):
         "workers.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_run"
     )
     config = models.JSONField(default=dict, help_text="The resolved TrainConfig (prm.core.training_config).")
-    merge_policy = models.JSONField(default=dict, help_text="How step labels were merged (prm.training_data).")
+    merge_policy = models.JSONField(default=dict, help_text="How step labels were merged (prm.core.merge.MergePolicy).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
@@ -146,3 +146,22 @@ class PromotionDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.version_id} in {self.project_id}"
+
+
+class ItemSplit(models.Model):
+    """The side of the training split an item is on, fixed the first time a training-set build sees it.
+
+    An item once held out stays held out however the project grows, so no version trains on an
+    item a later version is compared on (prm.training_data.split_assign).
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="prm_item_splits")
+    item = models.OneToOneField("annotation.Item", on_delete=models.CASCADE, related_name="prm_split")
+    held_out = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "held_out"], name="itemsplit_project_held_out")]
+
+    def __str__(self) -> str:
+        return f"item {self.item_id}: {'held out' if self.held_out else 'train'}"

@@ -18,11 +18,11 @@ from django.db.models.functions import Coalesce
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from annotation.models import GoldLabel, HumanLabel, Project
+from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
 from prm.models import TrainingRun
 from prm.registry import retraining_task_name
 from prm.services import training_run_start
-from prm.training_data import MergePolicy
 
 RETRAIN_TASK = "prm.tasks.retrain_if_due"
 # Decided per machine by the runner; a copied config must not carry the last machine's choice.

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.db import transaction
 
 from annotation.models import Project
+from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
 from prm.models import TrainingRun
-from prm.training_data import MergePolicy
 from workers.models import Job
 from workers.services import job_create
 

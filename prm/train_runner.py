@@ -14,11 +14,12 @@ from django.db import transaction
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from prm.core.merge import MergePolicy
 from prm.core.metrics import ScoredSolution, best_threshold_step_f1, step_f1
 from prm.core.training_config import TrainConfig
 from prm.models import Evaluation, PRMVersion, TrainingRun
 from prm.services import run_directory
-from prm.training_data import MergePolicy, TrainingExample, example_images, training_set_build
+from prm.training_data import TrainingExample, example_images, training_set_build
 from workers.errors import PermanentJobError, TransientJobError
 from workers.models import Job, JobChunk
 from workers.runners import runner

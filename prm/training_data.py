@@ -1,58 +1,29 @@
 """The training set of a project: one conversation per solution, each step labelled by the merge policy.
 
-Merge (recorded with every run): adjudicated or imported gold > human majority > machine label
-(the Monte Carlo value or advantage label, else an imported discrete auto label). A step with no
-usable label stays in its conversation and carries no loss. The split is by ITEM: all solutions of
-a question go to the same side, so validation never sees a question trained on.
+The labels come from prm.core.merge (the same resolver the merged export uses): gold > human
+majority > machine label. A step with no usable label stays in its conversation and carries no
+loss. The split is by ITEM (all solutions of a question on one side) and permanent: an item's side
+is recorded the first time a build sees it (prm.models.ItemSplit), so as the project grows no item
+moves from validation to train and no version is compared on an item another trained on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.core.files.storage import default_storage
+from django.db import transaction
 from PIL import Image as PILImage
 
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item, ItemImage, Project, Solution, Step
 from annotation.steps import merge_steps
-
-
-@dataclass(frozen=True)
-class MergePolicy:
-    use_gold: bool = True
-    use_human: bool = True
-    use_machine: bool = True
-    mc_label: Literal["value", "advantage"] = "value"
-    mc_threshold: float = 0.0  # value label: "+" when mc_i > threshold
-    advantage_tolerance: float = 0.0  # advantage label: "=" when |mc_i - mc_{i-1}| <= tolerance
-    # A neutral step (human 0, advantage "=") raises no issue, and the PRM answers "+" when it finds none.
-    neutral: Literal["positive", "negative", "skip"] = "positive"
-    consensus_filter: bool = False  # no loss on steps whose machine label disagrees with the human one
-    validation_fraction: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.mc_label not in ("value", "advantage"):
-            raise ValueError(f"mc_label must be 'value' or 'advantage', not {self.mc_label!r}")
-        if self.neutral not in ("positive", "negative", "skip"):
-            raise ValueError(f"neutral must be 'positive', 'negative' or 'skip', not {self.neutral!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError("validation_fraction must be in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MergePolicy:
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown merge policy settings: {', '.join(unknown)}")
-        return cls(**data)
+from prm.core.merge import MergePolicy, human_majority, solution_labels, training_label
+from prm.models import ItemSplit
 
 
 @dataclass
@@ -86,68 +57,6 @@ class TrainingSet:
         return {"train": count(self.train), "validation": count(self.validation)}
 
 
-def _majority(values: list[int]) -> int | None:
-    counts = Counter(values).most_common()
-    if len(counts) > 1 and counts[0][1] == counts[1][1]:
-        return None  # a tie is not a majority
-    return counts[0][0]
-
-
-def machine_labels(
-    *, mc_scores: list[float | None], imported: list[int | None], policy: MergePolicy
-) -> list[int | None]:
-    """Per step of one solution: the MC value or advantage label (+1/0/-1), else the imported one.
-
-    Advantage: sign(mc_i - mc_{i-1}) within the tolerance; the first step, having no predecessor,
-    takes its value label; a step whose predecessor has no MC estimate gets none.
-    """
-    labels: list[int | None] = []
-    for index, score in enumerate(mc_scores):
-        if score is None:
-            labels.append(imported[index])
-            continue
-        value = 1 if score > policy.mc_threshold else -1
-        if policy.mc_label == "value" or index == 0:
-            labels.append(value)
-            continue
-        previous = mc_scores[index - 1]
-        if previous is None:
-            labels.append(None)
-            continue
-        difference = score - previous
-        labels.append(0 if abs(difference) <= policy.advantage_tolerance else (1 if difference > 0 else -1))
-    return labels
-
-
-def resolve_step_label(
-    *, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy
-) -> tuple[bool | None, str | None]:
-    """The training label of one step (True "+", False "-", None no loss) and where it came from."""
-    chosen, source = None, None
-    for value, name, enabled in ((gold, "gold", policy.use_gold), (human, "human", policy.use_human)):
-        if enabled and value is not None:
-            chosen, source = value, name
-            break
-    if chosen is None and policy.use_machine and machine is not None:
-        chosen, source = machine, "machine"
-    if chosen is None:
-        return None, None
-    label = _binary(chosen, policy)
-    if label is None:
-        return None, None
-    if policy.consensus_filter and source in ("gold", "human") and machine is not None:
-        machine_label = _binary(machine, policy)
-        if machine_label is not None and machine_label != label:
-            return None, None
-    return label, source
-
-
-def _binary(value: int, policy: MergePolicy) -> bool | None:
-    if value == 0:
-        return {"positive": True, "negative": False, "skip": None}[policy.neutral]
-    return value > 0
-
-
 def _merged_labels(labels: list[bool | None], *, max_steps: int) -> list[bool | None]:
     """Labels of the chunks annotation.steps.merge_steps makes: "-" if any step is, "+" if all are."""
     if len(labels) <= max_steps:
@@ -161,7 +70,7 @@ def _merged_labels(labels: list[bool | None], *, max_steps: int) -> list[bool | 
 
 
 def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_solution: int = 12) -> TrainingSet:
-    """Every solution of `project` with at least one labelled step, split by item (deterministic by seed)."""
+    """Every solution of `project` with at least one labelled step, split by item (see split_assign)."""
     steps_by_solution: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for step_id, solution_id, text in (
         Step.objects.filter(solution__item__project=project).order_by("solution_id", "index").values_list("id", "solution_id", "text")
@@ -172,7 +81,7 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
     votes: dict[int, list[int]] = defaultdict(list)
     for step_id, value in HumanLabel.objects.filter(**in_project).values_list("step_id", "value"):
         votes[step_id].append(value)
-    human = {step_id: _majority(values) for step_id, values in votes.items()}
+    human = {step_id: human_majority(values, only_agreed=policy.only_agreed) for step_id, values in votes.items()}
     mc = dict(
         AutoLabel.objects.filter(kind=AutoLabel.Kind.MC, score__isnull=False, **in_project).values_list("step_id", "score")
     )
@@ -190,14 +99,11 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
         if not rows:
             continue
         step_ids = [step_id for step_id, _ in rows]
-        machine = machine_labels(
-            mc_scores=[mc.get(s) for s in step_ids], imported=[imported.get(s) for s in step_ids], policy=policy
+        merged = solution_labels(
+            gold=[gold.get(s) for s in step_ids], human=[human.get(s) for s in step_ids],
+            mc_scores=[mc.get(s) for s in step_ids], imported=[imported.get(s) for s in step_ids], policy=policy,
         )
-        resolved = [
-            resolve_step_label(gold=gold.get(s), human=human.get(s), machine=m, policy=policy)
-            for s, m in zip(step_ids, machine, strict=True)
-        ]
-        labels = [label for label, _ in resolved]
+        labels = [training_label(label.value, policy) for label in merged]
         if all(label is None for label in labels):
             continue
         texts = [text for _, text in rows]
@@ -210,17 +116,33 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
                 steps=merge_steps(texts, max_steps=max_steps_per_solution),
                 labels=merged_labels,
                 image_files=images.get(item_id, []),
-                sources=[source for _, source in resolved] if len(merged_labels) == len(labels) else [],
+                sources=[label.source for label in merged] if len(merged_labels) == len(labels) else [],
             )
         )
-    # Rank items by a hash of (seed, item id) rather than shuffling: an item keeps its rank as labels
-    # arrive, so the held-out set stays (nearly) the same from one run to the next and a later
-    # version is not judged on items an earlier one trained on.
-    item_ids = sorted(examples, key=lambda item_id: _split_rank(policy.seed, item_id))
-    held_out = set(item_ids[: round(policy.validation_fraction * len(item_ids))])
+    held_out = split_assign(project=project, item_ids=examples, policy=policy)
     train = [e for item_id in sorted(examples) if item_id not in held_out for e in examples[item_id]]
     validation = [e for item_id in sorted(examples) if item_id in held_out for e in examples[item_id]]
     return TrainingSet(train=train, validation=validation)
+
+
+def split_assign(*, project: Project, item_ids: Iterable[int], policy: MergePolicy) -> set[int]:
+    """The held-out items among `item_ids`. Items seen for the first time get their side now, for good:
+    the new items ranked lowest by a hash of (seed, item id) are held out until round(fraction * seen)
+    of all the items seen so far are. Sides already recorded never change (whatever the seed)."""
+    item_ids = set(item_ids)
+    with transaction.atomic():
+        # Two builds at once would both count the same held-out total: one at a time per project.
+        Project.objects.select_for_update().filter(pk=project.pk).values_list("pk").first()
+        known = dict(ItemSplit.objects.filter(project=project).values_list("item_id", "held_out"))
+        new = sorted((item_id for item_id in item_ids if item_id not in known), key=lambda i: _split_rank(policy.seed, i))
+        if new:
+            wanted = round(policy.validation_fraction * (len(known) + len(new))) - sum(known.values())
+            take = max(0, min(len(new), wanted))
+            ItemSplit.objects.bulk_create(
+                [ItemSplit(project=project, item_id=item_id, held_out=rank < take) for rank, item_id in enumerate(new)]
+            )
+            known.update((item_id, rank < take) for rank, item_id in enumerate(new))
+    return {item_id for item_id in item_ids if known[item_id]}
 
 
 def _split_rank(seed: int, item_id: int) -> bytes:

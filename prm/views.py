@@ -1,4 +1,5 @@
-"""Training run pages for project admins: the runs list with a start form, and one run's live curves."""
+"""PRM pages for project admins: the training runs list with a start form, one run's live curves, and
+the benchmark page (a version scored on a whole imported benchmark project, beside the paper)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from annotation.models import Role
 from annotation.permissions import project_for_admin
+from prm.benchmark import PAPER_MACRO_F1, benchmark_reports, benchmark_solution_count, report_rows
 from prm.core.curves import run_curves
+from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
+from prm.evaluate_runner import benchmark_job_start
 from prm.models import PRMVersion, TrainingRun
 from prm.services import training_run_start
-from prm.training_data import MergePolicy
 
 
 @login_required
@@ -70,3 +74,37 @@ def run_page(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse
 def run_progress(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
     """The curves and counters, polled by htmx while the run is queued or running."""
     return render(request, "prm/run.html#run-progress", _run_context(request, project_id, run_id))
+
+
+def _versions_for(user):
+    """PRM versions of every project `user` administers (a benchmark project holds no versions itself)."""
+    versions = PRMVersion.objects.select_related("project").order_by("-created_at", "-id")
+    if not user.is_staff:
+        versions = versions.filter(project__memberships__user=user, project__memberships__role=Role.ADMIN)
+    return versions
+
+
+@login_required
+def benchmark_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for_admin(request.user, project_id)
+    reports = benchmark_reports(project=project)
+    return render(request, "prm/benchmark.html", {
+        "project": project, "reports": reports, "latest": reports[0] if reports else None,
+        "shown": report_rows(reports[0].metrics) if reports else None,
+        "paper": PAPER_MACRO_F1, "versions": _versions_for(request.user)[:200],
+        "num_solutions": benchmark_solution_count(project=project),
+    })
+
+
+@require_POST
+@login_required
+def benchmark_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_for_admin(request.user, project_id)
+    version_id = request.POST.get("version_id", "")
+    version = _versions_for(request.user).filter(pk=int(version_id)).first() if version_id.isdigit() else None
+    if version is None:
+        messages.error(request, "Choose a PRM version of a project you administer.")
+    else:
+        benchmark_job_start(version=version, project=project, user=request.user)
+        messages.info(request, f"Scoring {version.name} on {project.name}: the report appears here when the job is done.")
+    return redirect("prm-benchmark", project_id=project.id)

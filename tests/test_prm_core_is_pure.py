@@ -28,7 +28,7 @@ print("pure", len(sys.argv) - 1)
 
 def test_core_modules_exist():
     names = sorted(p.stem for p in CORE.glob("*.py") if p.stem != "__init__")
-    for expected in ("answers", "conversation", "mc", "metrics", "prompts", "scoring", "training"):
+    for expected in ("answers", "conversation", "mc", "merge", "metrics", "prompts", "scoring", "training"):
         assert expected in names
 
 

@@ -16,13 +16,14 @@ import torch
 
 from annotation.models import GoldLabel
 from prm.core.conversation import load_processor
+from prm.core.merge import MergePolicy
 from prm.core.metrics import ScoredSolution, step_f1
 from prm.core.scoring import PRMScorer
 from prm.core.tiny_models import build_tiny_backbone
 from prm.core.training import train_prm
 from prm.core.training_config import TrainConfig
 from prm.train_runner import encode_examples, evaluate_examples
-from prm.training_data import MergePolicy, example_images, training_set_build
+from prm.training_data import example_images, training_set_build
 from tests.factories import make_solution
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40)}

@@ -16,8 +16,12 @@ from prm.core.metrics import (
     gold_first_error,
     majority_answer,
     predicted_first_error,
+    processbench_f1,
+    step_benchmark_report,
     step_f1,
 )
+from prm.core.metrics import auroc as auroc_of
+from prm.core.metrics import bootstrap_macro_f1_interval as bootstrap
 
 # Source "a": judged steps (gold, score) = (+,0.9) (+,0.4) (-,0.3); the neutral step (0, 0.8) is left out.
 # Source "b": (+,0.7) (-,0.6) (-,0.55).
@@ -71,7 +75,7 @@ FIRST_ERROR_CASES = [
     ScoredSolution(gold=[1, 1, -1, -1], scores=[0.9, 0.8, 0.2, 0.1]),  # gold 2, predicted 2: hit
     ScoredSolution(gold=[1, -1, 1], scores=[0.9, 0.7, 0.3]),  # gold 1, predicted 2: miss
     ScoredSolution(gold=[1, 0, 1], scores=[0.8, 0.6, 0.9]),  # neutral is no error: gold -1, predicted -1: hit
-    ScoredSolution(gold=[1, 1], scores=[0.6, 0.5]),  # gold -1, predicted 1 (0.5 <= 0.5): miss
+    ScoredSolution(gold=[1, 1], scores=[0.6, 0.4]),  # gold -1, predicted 1 (0.4 < 0.5): miss
     ScoredSolution(gold=[1, 1, 1], scores=[0.7, 0.9, 0.8]),  # gold -1, predicted -1: hit
 ]
 
@@ -79,8 +83,12 @@ FIRST_ERROR_CASES = [
 def test_first_error_indices():
     assert gold_first_error([1, 0, -1, -1]) == 2
     assert gold_first_error([1, 0, 1]) == -1
-    assert predicted_first_error([0.9, 0.5, 0.1]) == 1  # score <= threshold is an error
+    assert predicted_first_error([0.9, 0.4, 0.1]) == 1  # the first score below the threshold
+    assert predicted_first_error([0.9, 0.5, 0.1]) == 2  # ProcessBench: "below", so 0.5 is no error at 0.5
     assert predicted_first_error([0.9, 0.6], threshold=0.5) == -1
+    # ProcessBench leaves the steps after the first error unlabelled: the first error is still known.
+    assert gold_first_error([1, -1, None, None]) == 1
+    assert gold_first_error([1, None, 1]) is None  # an unjudged step before any error: unknown
 
 
 def test_first_error_f1():
@@ -145,3 +153,55 @@ def test_best_of_n_ties_and_empty_input():
     assert best_of_n([[], [Candidate("1", True, 0.1)]]).num_questions == 1  # no candidates: left out
     with pytest.raises(ValueError, match="no question has candidates"):
         best_of_n([[]])
+
+
+def test_processbench_f1_per_subset_then_averaged():
+    subset_b = [
+        ScoredSolution(gold=[1, -1, None], scores=[0.9, 0.1, 0.8], data_source="b"),  # error at 1, found: hit
+        ScoredSolution(gold=[1, 1], scores=[0.9, 0.7], data_source="b"),  # no error, none predicted: hit
+        ScoredSolution(gold=[None, 1], scores=[0.9, 0.7], data_source="b"),  # first error unknown: not counted
+    ]
+    report = processbench_f1([*FIRST_ERROR_CASES, *subset_b])  # FIRST_ERROR_CASES are subset "" (4/7)
+    assert report.per_subset[""].f1 == pytest.approx(4 / 7)
+    assert report.per_subset["b"].f1 == pytest.approx(1.0)
+    assert report.per_subset["b"].num_unjudged == 1
+    assert report.average_f1 == pytest.approx((4 / 7 + 1) / 2)  # the mean over subsets, not pooled
+
+
+def test_auroc_by_hand():
+    # BENCH judged steps: correct 0.9, 0.4, 0.7; incorrect 0.3, 0.6, 0.55.
+    # Pairs (correct above incorrect): 0.9 beats 3, 0.4 beats 1 (0.3), 0.7 beats 3 -> 7 of 9.
+    gold = [True, True, False, True, False, False]
+    scores = [0.9, 0.4, 0.3, 0.7, 0.6, 0.55]
+    assert auroc_of(gold, scores) == pytest.approx(7 / 9)
+    assert auroc_of([True, False], [0.5, 0.5]) == pytest.approx(0.5)  # a tie counts one half
+    assert auroc_of([True, True], [0.1, 0.2]) is None  # one class only
+
+
+def test_bootstrap_interval_resamples_solutions():
+    perfect = ScoredSolution(gold=[1, -1], scores=[0.9, 0.1])  # macro F1 1
+    inverted = ScoredSolution(gold=[1, -1], scores=[0.1, 0.9])  # macro F1 0
+    # Resamples of two: {perfect, perfect} 1, mixed 1/2 (each class TP1 FP1 FN1), {inverted x2} 0,
+    # with chances 1/4, 1/2, 1/4: the 95% interval runs from 0 to 1.
+    assert bootstrap([perfect, inverted], resamples=2000) == (0.0, 1.0)
+    assert bootstrap([perfect], resamples=50) == (1.0, 1.0)
+    assert bootstrap([perfect, inverted], resamples=200, seed=1) == bootstrap([perfect, inverted], resamples=200, seed=1)
+    assert bootstrap([ScoredSolution(gold=[0], scores=[0.3])]) is None
+
+
+def test_step_benchmark_report_shape_and_numbers():
+    report = step_benchmark_report(BENCH, candidates=[0.35, 0.5, 0.65], resamples=100)
+    overall = report["overall"]
+    assert overall["macro_f1"] == pytest.approx(17 / 35)
+    assert (overall["f1_correct"], overall["f1_incorrect"]) == (pytest.approx(4 / 7), pytest.approx(2 / 5))
+    assert overall["num_steps"] == 6 and overall["num_solutions"] == 2
+    assert overall["auroc"] == pytest.approx(7 / 9)
+    low, high = overall["macro_f1_ci95"]
+    assert 0 <= low <= high <= 1
+    assert report["best_threshold"] == 0.65 and overall["best"]["macro_f1"] == pytest.approx(29 / 35)
+    assert set(report["per_source"]) == {"a", "b"}
+    a = report["per_source"]["a"]
+    assert (a["macro_f1"], a["f1_correct"], a["f1_incorrect"], a["num_steps"]) == (
+        pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(2 / 3), 3)
+    # b at the pooled best threshold 0.65: correct TP1 FP0 FN0 -> 1; incorrect TP2 FP0 FN0 -> 1.
+    assert report["per_source"]["b"]["best"]["macro_f1"] == pytest.approx(1.0)

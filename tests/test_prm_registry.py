@@ -18,13 +18,13 @@ from PIL import Image
 
 from annotation.models import GoldLabel, Item, Role
 from prm.core.conversation import encode_conversation, label_token_ids, load_processor
+from prm.core.merge import MergePolicy
 from prm.core.tiny_models import build_tiny_backbone
 from prm.core.training import train_prm
 from prm.core.training_config import TrainConfig
 from prm.evaluation import HEADLINE_METRIC, HELD_OUT_SPLIT, version_held_out_set
 from prm.models import Evaluation, PRMVersion, PromotionDecision, TrainingRun
 from prm.registry import version_evaluate, version_promote, version_promote_if_better, version_rollback
-from prm.training_data import MergePolicy
 from tests.factories import add_member, make_solution
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40)}

@@ -74,6 +74,11 @@ class ExportQuerySerializer(serializers.Serializer):
     file_format = serializers.ChoiceField(
         choices=("jsonl", "parquet"), required=False, help_text="trl-stepwise: the file kind (default parquet)."
     )
+    # The merge policy of label_source=merged (prm.core.merge): the labels a PRM trains on.
+    mc_label = serializers.ChoiceField(choices=["value", "advantage"], default="value")
+    mc_threshold = serializers.FloatField(default=0.0, help_text="Value label: + when mc > this.")
+    advantage_tolerance = serializers.FloatField(default=0.0, min_value=0.0)
+    consensus_filter = serializers.BooleanField(default=False)
 
     def filters(self) -> ExportFilters:
         data = self.validated_data
@@ -84,4 +89,8 @@ class ExportQuerySerializer(serializers.Serializer):
             complete_only=data["complete_only"],
             since=data.get("since"),
             until=data.get("until"),
+            mc_label=data["mc_label"],
+            mc_threshold=data["mc_threshold"],
+            advantage_tolerance=data["advantage_tolerance"],
+            consensus_filter=data["consensus_filter"],
         )

@@ -1,12 +1,15 @@
 """PRM evaluation metrics (pure Python): VisualProcessBench macro F1, first-error F1, Best-of-N.
 
-Conventions: gold step labels are +1 (correct), 0 (neutral), -1 (incorrect); a step score is the
-PRM's P("+") in [0, 1]; a step is predicted correct when its score > threshold.
+Conventions: gold step labels are +1 (correct), 0 (neutral), -1 (incorrect) or None (not judged,
+e.g. ProcessBench's steps after the first error); a step score is the PRM's P("+") in [0, 1]; a
+step is predicted correct when its score > threshold, and a solution's predicted first error is
+its first step scored below the threshold.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ THRESHOLD_GRID: tuple[float, ...] = tuple(i / 100 for i in range(101))
 class ScoredSolution:
     """One solution of a benchmark: gold step labels, PRM step scores, and where it comes from."""
 
-    gold: Sequence[int]
+    gold: Sequence[int | None]
     scores: Sequence[float]
     data_source: str = ""
 
@@ -48,6 +51,7 @@ class FirstErrorReport:
     f1: float | None  # harmonic mean of the two accuracies
     num_erroneous: int
     num_correct: int
+    num_unjudged: int = 0  # solutions whose first error is unknown (an unjudged step before any error)
 
 
 @dataclass(frozen=True)
@@ -138,14 +142,21 @@ def best_threshold_step_f1(
     return best
 
 
-def gold_first_error(gold: Sequence[int]) -> int:
-    """Index of the first step labelled -1, or -1 when there is none (neutral steps are no error)."""
-    return next((index for index, label in enumerate(gold) if label == -1), -1)
+def gold_first_error(gold: Sequence[int | None]) -> int | None:
+    """Index of the first step labelled -1; -1 when the solution is judged correct throughout
+    (every step labelled, none -1: neutral is no error); None when it cannot be told (an unjudged
+    step before any error)."""
+    for index, label in enumerate(gold):
+        if label == -1:
+            return index
+        if label is None:
+            return None
+    return -1
 
 
 def predicted_first_error(scores: Sequence[float], *, threshold: float = DEFAULT_THRESHOLD) -> int:
-    """Index of the first step with score <= threshold, or -1 when every step is predicted correct."""
-    return next((index for index, score in enumerate(scores) if score <= threshold), -1)
+    """Index of the first step scored below `threshold`, or -1 when there is none (ProcessBench)."""
+    return next((index for index, score in enumerate(scores) if score < threshold), -1)
 
 
 def harmonic_mean(a: float, b: float) -> float:
@@ -155,11 +166,16 @@ def harmonic_mean(a: float, b: float) -> float:
 def first_error_f1(
     solutions: Sequence[ScoredSolution], *, threshold: float = DEFAULT_THRESHOLD
 ) -> FirstErrorReport:
-    """ProcessBench metric: exact first-error accuracy on erroneous solutions, "no error" accuracy on
-    correct ones, and their harmonic mean. An accuracy is None when its group is empty."""
+    """ProcessBench metric on one subset: exact first-error accuracy on erroneous solutions, "no
+    error" accuracy on correct ones, and their harmonic mean. Every solution whose first error is
+    known counts (steps after it may be unlabelled); an accuracy is None when its group is empty."""
     hits: dict[bool, list[bool]] = {True: [], False: []}  # keyed by "has an error"
+    unjudged = 0
     for solution in solutions:
         gold = gold_first_error(solution.gold)
+        if gold is None:
+            unjudged += 1
+            continue
         hits[gold != -1].append(predicted_first_error(solution.scores, threshold=threshold) == gold)
     error_accuracy = sum(hits[True]) / len(hits[True]) if hits[True] else None
     correct_accuracy = sum(hits[False]) / len(hits[False]) if hits[False] else None
@@ -175,7 +191,131 @@ def first_error_f1(
         f1=f1,
         num_erroneous=len(hits[True]),
         num_correct=len(hits[False]),
+        num_unjudged=unjudged,
     )
+
+
+@dataclass(frozen=True)
+class ProcessBenchReport:
+    threshold: float
+    per_subset: dict[str, FirstErrorReport]  # by data source
+    average_f1: float | None  # mean of the subsets' F1 (subsets without an F1 left out)
+
+
+def processbench_f1(
+    solutions: Sequence[ScoredSolution], *, threshold: float = DEFAULT_THRESHOLD
+) -> ProcessBenchReport:
+    """First-error F1 per subset (data source), then their average, as ProcessBench reports it."""
+    by_subset: dict[str, list[ScoredSolution]] = defaultdict(list)
+    for solution in solutions:
+        by_subset[solution.data_source].append(solution)
+    per_subset = {name: first_error_f1(rows, threshold=threshold) for name, rows in sorted(by_subset.items())}
+    scored = [report.f1 for report in per_subset.values() if report.f1 is not None]
+    return ProcessBenchReport(
+        threshold=threshold, per_subset=per_subset, average_f1=sum(scored) / len(scored) if scored else None
+    )
+
+
+# --- VisualProcessBench report: class F1, AUROC, bootstrap interval --------------------------------
+
+
+def auroc(gold_correct: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve of `scores` for the correct class (ties count one half); None
+    when one class is absent. Rank form of the Mann-Whitney U statistic."""
+    positives = sum(gold_correct)
+    negatives = len(gold_correct) - positives
+    if not positives or not negatives:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    rank_sum, start = 0.0, 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and scores[order[end + 1]] == scores[order[start]]:
+            end += 1
+        average_rank = (start + end) / 2 + 1  # tied scores share the mean of their 1-based ranks
+        rank_sum += average_rank * sum(gold_correct[order[i]] for i in range(start, end + 1))
+        start = end + 1
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _confusion(solution: ScoredSolution, threshold: float) -> tuple[int, int, int, int]:
+    """(correct predicted correct, correct predicted incorrect, incorrect predicted correct,
+    incorrect predicted incorrect) over the judged steps of one solution."""
+    tt = tf = ft = ff = 0
+    for gold, score in zip(solution.gold, solution.scores, strict=True):
+        if gold not in (1, -1):
+            continue
+        predicted = score > threshold
+        if gold == 1:
+            tt, tf = tt + predicted, tf + (not predicted)
+        else:
+            ft, ff = ft + predicted, ff + (not predicted)
+    return tt, tf, ft, ff
+
+
+def _macro_from_counts(tt: int, tf: int, ft: int, ff: int) -> float:
+    f1_correct = f1_score(true_positive=tt, false_positive=ft, false_negative=tf)
+    f1_incorrect = f1_score(true_positive=ff, false_positive=tf, false_negative=ft)
+    return (f1_correct + f1_incorrect) / 2
+
+
+def bootstrap_macro_f1_interval(
+    solutions: Sequence[ScoredSolution], *, threshold: float = DEFAULT_THRESHOLD, resamples: int = 1000,
+    confidence: float = 0.95, seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of step macro F1, resampling whole SOLUTIONS (the steps of one
+    solution are not independent); None without judged steps."""
+    counts = [c for c in (_confusion(s, threshold) for s in solutions) if any(c)]
+    if not counts or resamples < 1:
+        return None
+    rng = random.Random(seed)
+    values = []
+    for _ in range(resamples):
+        tt = tf = ft = ff = 0
+        for a, b, c, d in rng.choices(counts, k=len(counts)):
+            tt, tf, ft, ff = tt + a, tf + b, ft + c, ff + d
+        values.append(_macro_from_counts(tt, tf, ft, ff))
+    values.sort()
+    tail = (1 - confidence) / 2
+    low = values[max(0, math.floor(tail * resamples))]
+    high = values[min(resamples - 1, math.ceil((1 - tail) * resamples) - 1)]
+    return low, high
+
+
+def _class_f1(solutions: Sequence[ScoredSolution], threshold: float) -> dict[str, float | int]:
+    report = step_f1(solutions, threshold=threshold)
+    return {"threshold": threshold, "macro_f1": report.macro_f1, "f1_correct": report.f1_correct,
+            "f1_incorrect": report.f1_incorrect, "num_steps": report.num_steps}
+
+
+def step_benchmark_report(
+    solutions: Sequence[ScoredSolution], *, threshold: float = DEFAULT_THRESHOLD,
+    candidates: Sequence[float] = THRESHOLD_GRID, resamples: int = 1000, seed: int = 0,
+) -> dict:
+    """VisualProcessBench figures, pooled ("overall") and per data source ("per_source"): macro F1
+    and each class's F1 at `threshold`, the same at the best pooled threshold ("best"), AUROC and
+    a bootstrap 95% interval of macro F1. Steps with gold 0 or None are left out."""
+
+    def block(rows: Sequence[ScoredSolution], best_threshold: float) -> dict:
+        steps = _judged_steps(rows)
+        result = _class_f1(rows, threshold)
+        result["auroc"] = auroc([gold for _, gold, _ in steps], [score for _, _, score in steps])
+        result["macro_f1_ci95"] = bootstrap_macro_f1_interval(rows, threshold=threshold, resamples=resamples, seed=seed)
+        result["num_solutions"] = sum(any(g in (1, -1) for g in s.gold) for s in rows)
+        result["best"] = _class_f1(rows, best_threshold)
+        return result
+
+    best = best_threshold_step_f1(solutions, candidates=candidates).threshold
+    by_source: dict[str, list[ScoredSolution]] = defaultdict(list)
+    for solution in solutions:
+        if any(g in (1, -1) for g in solution.gold):
+            by_source[solution.data_source].append(solution)
+    return {
+        "threshold": threshold,
+        "best_threshold": best,
+        "overall": block(solutions, best),
+        "per_source": {source: block(rows, best) for source, rows in sorted(by_source.items())},
+    }
 
 
 def majority_answer(candidates: Sequence[Candidate]) -> Candidate | None:

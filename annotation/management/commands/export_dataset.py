@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from datetime import datetime, time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from annotation.services.dataset_export import (
     dataset_export_file,
     export_module,
 )
+from prm.core.merge import MergePolicy
 
 
 def parse_moment(text: str) -> datetime:
@@ -61,20 +64,36 @@ class Command(BaseCommand):
         parser.add_argument("--complete-only", action="store_true", help="Skip solutions with an unlabelled step.")
         parser.add_argument("--since", type=parse_moment, help="Solutions created at or after (date or date-time).")
         parser.add_argument("--until", type=parse_moment, help="Solutions created before (date or date-time).")
+        policy = parser.add_argument_group("merge policy (--label-source merged: the labels a PRM trains on)")
+        policy.add_argument("--mc-label", choices=("value", "advantage"), default="value")
+        policy.add_argument("--mc-threshold", type=float, default=0.0, help="Value label: + when mc > this.")
+        policy.add_argument("--advantage-tolerance", type=float, default=0.0, help="Advantage label: = within this.")
+        policy.add_argument("--consensus-filter", action="store_true",
+                            help="No label where the machine label disagrees with the human one.")
+        policy.add_argument("--merge-policy", type=_policy_json, metavar="JSON",
+                            help="Every merge setting at once: a training run's recorded merge_policy object.")
 
     def handle(self, *args, project: str, format_name: str, out: Path, images_zip: Path | None, **options):
         # Thin: parse, call dataset_export_file, report.
         target = Project.objects.filter(name=project).first()
         if target is None:
             raise CommandError(f"no project named {project!r}")
-        filters = ExportFilters(
-            label_source=options["label_source"],
-            only_adjudicated=options["only_adjudicated"],
-            only_agreed=options["only_agreed"],
-            complete_only=options["complete_only"],
-            since=options["since"],
-            until=options["until"],
-        )
+        chosen = {
+            "only_adjudicated": options["only_adjudicated"], "complete_only": options["complete_only"],
+            "since": options["since"], "until": options["until"],
+        }
+        try:
+            if options["merge_policy"] is not None:
+                filters = ExportFilters.for_policy(options["merge_policy"], **chosen)
+            else:
+                filters = ExportFilters(
+                    label_source=options["label_source"], only_agreed=options["only_agreed"],
+                    mc_label=options["mc_label"], mc_threshold=options["mc_threshold"],
+                    advantage_tolerance=options["advantage_tolerance"],
+                    consensus_filter=options["consensus_filter"], **chosen,
+                )
+        except ValueError as exc:
+            raise CommandError(f"merge policy: {exc}") from exc
         image_root = options["image_root"]
         if image_root is None and images_zip is not None:
             image_root = str(images_zip.resolve().with_suffix(""))
@@ -101,3 +120,14 @@ class Command(BaseCommand):
                 records = tqdm(records, desc="images", unit=" solutions", file=progress_file, disable=None)
                 count = format_images_write(module=export_module(format_name), records=records, out=handle)
             self.stdout.write(f"Wrote {count} images to {images_zip}")
+
+
+
+def _policy_json(text: str) -> MergePolicy:
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return MergePolicy.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a merge policy: {exc}") from exc

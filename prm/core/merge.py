@@ -1,0 +1,167 @@
+"""The one merge resolver: which label each step of a solution carries, for export, training and evaluation.
+
+Order (DESIGN.md "Merge"): adjudicated or imported gold > human majority > machine label, where the
+machine label is the Monte Carlo value or advantage label, else an imported discrete label. A merged
+label is three-valued (+1 correct, 0 neutral, -1 incorrect) or None (no usable label, or dropped by
+the policy); `training_label` maps it to the PRM's "+" / "-" / no loss. Pure: no Django.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class MergePolicy:
+    """How step labels are merged; recorded with every training run (to_dict / from_dict)."""
+
+    use_gold: bool = True
+    use_human: bool = True
+    use_machine: bool = True
+    only_agreed: bool = False  # human label only where every annotator of the step agrees
+    mc_label: Literal["value", "advantage"] = "value"
+    mc_threshold: float = 0.0  # value label: "+" when mc_i > threshold
+    advantage_tolerance: float = 0.0  # advantage label: "=" when |mc_i - mc_{i-1}| <= tolerance
+    # A neutral step (human 0, advantage "=") raises no issue, and the PRM answers "+" when it finds none.
+    neutral: Literal["positive", "negative", "skip"] = "positive"
+    consensus_filter: bool = False  # no label on steps whose machine label disagrees with the human one
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mc_label not in ("value", "advantage"):
+            raise ValueError(f"mc_label must be 'value' or 'advantage', not {self.mc_label!r}")
+        if self.neutral not in ("positive", "negative", "skip"):
+            raise ValueError(f"neutral must be 'positive', 'negative' or 'skip', not {self.neutral!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1)")
+        if self.advantage_tolerance < 0:
+            raise ValueError("advantage_tolerance must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MergePolicy:
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown merge policy settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+# Where a merged label came from.
+Source = Literal["gold", "human", "machine"]
+
+
+@dataclass(frozen=True)
+class MergedLabel:
+    value: int | None  # +1 / 0 / -1, or None: no usable label
+    source: Source | None
+
+
+NO_LABEL = MergedLabel(None, None)
+
+
+def human_majority(values: Sequence[int], *, only_agreed: bool = False) -> int | None:
+    """The annotators' label of one step: the most frequent value; a tie is not a majority.
+
+    With `only_agreed`, a label only when every annotator gave the same value.
+    """
+    counts = Counter(values).most_common()
+    if not counts:
+        return None
+    if only_agreed:
+        return counts[0][0] if len(counts) == 1 else None
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        return None
+    return counts[0][0]
+
+
+def mc_value_label(score: float | None, *, threshold: float) -> int | None:
+    """The Monte Carlo value label: +1 when mc_i > threshold, else -1; None without an estimate."""
+    if score is None:
+        return None
+    return 1 if score > threshold else -1
+
+
+def machine_labels(
+    *, mc_scores: Sequence[float | None], imported: Sequence[int | None], policy: MergePolicy
+) -> list[int | None]:
+    """Per step of one solution: the MC value or advantage label (+1/0/-1), else the imported one.
+
+    Advantage: sign(mc_i - mc_{i-1}) within the tolerance; the first step, having no predecessor,
+    takes its value label; a step whose predecessor has no MC estimate gets none.
+    """
+    labels: list[int | None] = []
+    for index, score in enumerate(mc_scores):
+        if score is None:
+            labels.append(imported[index])
+            continue
+        if policy.mc_label == "value" or index == 0:
+            labels.append(mc_value_label(score, threshold=policy.mc_threshold))
+            continue
+        previous = mc_scores[index - 1]
+        if previous is None:
+            labels.append(None)
+            continue
+        difference = score - previous
+        labels.append(0 if abs(difference) <= policy.advantage_tolerance else (1 if difference > 0 else -1))
+    return labels
+
+
+def training_label(value: int | None, policy: MergePolicy) -> bool | None:
+    """The PRM's target for a merged label: True "+", False "-", None no loss (neutral per the policy)."""
+    if value is None:
+        return None
+    if value == 0:
+        return {"positive": True, "negative": False, "skip": None}[policy.neutral]
+    return value > 0
+
+
+def merged_label(*, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy) -> MergedLabel:
+    """One step's label: gold > human majority > machine, then the neutral "skip" and the consensus filter."""
+    chosen = NO_LABEL
+    for value, source, enabled in (
+        (gold, "gold", policy.use_gold),
+        (human, "human", policy.use_human),
+        (machine, "machine", policy.use_machine),
+    ):
+        if enabled and value is not None:
+            chosen = MergedLabel(value, source)
+            break
+    target = training_label(chosen.value, policy)
+    if target is None:
+        return NO_LABEL
+    if policy.consensus_filter and chosen.source in ("gold", "human") and machine is not None:
+        machine_target = training_label(machine, policy)
+        if machine_target is not None and machine_target != target:
+            return NO_LABEL
+    return chosen
+
+
+def solution_labels(
+    *,
+    gold: Sequence[int | None],
+    human: Sequence[int | None],
+    mc_scores: Sequence[float | None],
+    imported: Sequence[int | None],
+    policy: MergePolicy,
+) -> list[MergedLabel]:
+    """The merged label of every step of one solution (per-step inputs in step order)."""
+    machine = machine_labels(mc_scores=mc_scores, imported=imported, policy=policy)
+    return [
+        merged_label(gold=g, human=h, machine=m, policy=policy)
+        for g, h, m in zip(gold, human, machine, strict=True)
+    ]
+
+
+def resolve_step_label(
+    *, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy
+) -> tuple[bool | None, str | None]:
+    """The training label of one step (True "+", False "-", None no loss) and where it came from."""
+    label = merged_label(gold=gold, human=human, machine=machine, policy=policy)
+    return training_label(label.value, policy), label.source
