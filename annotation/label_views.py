@@ -6,6 +6,8 @@ time (htmx posts returning the updated step row), so a reload or a closed tab lo
 
 from __future__ import annotations
 
+import json
+
 import markdown
 import nh3
 from django.contrib.auth.decorators import login_required
@@ -14,17 +16,21 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation.label_targets import label_target
 from annotation.models import Assignment, HumanLabel, Image, Membership
 from annotation.permissions import assignment_for_member, project_for_member
-from annotation.services.label_save import AssignmentClosed, assignment_step_label_set
-from annotation.services.labels import LabelRejected, step_label_clear
+from annotation.services.label_save import (
+    AssignmentClosed,
+    assignment_step_label_clear,
+    assignment_step_label_set,
+)
+from annotation.services.labels import LabelRejected
 from annotation.services.queue import (
     SubmitRejected,
     assignment_add_time,
     assignment_skip,
     next_assignment,
 )
+from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
 from annotation.visibility import sees_machine_hints, step_hints
 
@@ -70,6 +76,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
             "guidelines_html": guidelines_html,
             "done": assignment.status != Assignment.Status.ASSIGNED,
             "labelled": sum(1 for r in rows if r["value"] is not None),
+            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=assignment.annotator_id),
         },
     )
 
@@ -80,13 +87,9 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
     raw = request.POST.get("value", "")
     try:
         if raw == "":
-            target = label_target(
+            saved = assignment_step_label_clear(
                 user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id
             )
-            if not target.is_open:
-                raise AssignmentClosed(target.assignment_status)
-            step_label_clear(step_id=target.step_id, annotator_id=request.user.pk)
-            value = None
         else:
             saved = assignment_step_label_set(
                 user=request.user,
@@ -95,7 +98,7 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
                 step_id=step_id,
                 value=_int_or_text(raw),  # not a number: rejected after the access checks
             )
-            target, value = saved.target, saved.write.value
+        target, value = saved.target, saved.write.value
     except AssignmentClosed:
         return HttpResponse("This item is already finished.", status=409)
     except LabelRejected as exc:
@@ -115,7 +118,10 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
         "show_hints": target.sees_hints,
         "done": False,
     }
-    return render(request, "annotation/label.html#step-row", context)
+    response = render(request, "annotation/label.html#step-row", context)
+    # The steps still to label before submit, decided on the server (the page need not derive the rule).
+    response["X-Missing-Step-Ids"] = json.dumps(saved.missing_step_ids)
+    return response
 
 
 def _int_or_text(raw: str) -> int | str:

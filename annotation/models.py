@@ -274,10 +274,21 @@ class GoldLabel(models.Model):
 class AutoLabel(models.Model):
     """A machine label of one step.
 
-    `mc`: Monte Carlo estimate; `score` = mc_i = num_correct / num_total, counts kept so value and
-    advantage labels are derived rather than stored twice. `prm`: `score` = P(+) of a PRM version.
-    `imported`: a discrete `value` (-1/0/+1) taken from a dataset whose counts are unknown.
+    `mc`: Monte Carlo label; `estimate` says how it was obtained. Only an exhaustive run (k
+    completions for the step) or imported counts estimate mc_i: those carry `score` = num_correct /
+    num_total, counts kept so value and advantage labels are derived rather than stored twice.
+    Adaptive and first-error runs stop sampling on what they see (1/1 after one lucky draw), so
+    they keep their counts but no score: only their value label (+1 any completion right, else -1).
+    `prm`: `score` = P(+) of a PRM version. `imported`: a discrete `value` (-1/0/+1) taken from a
+    dataset whose counts are unknown.
     """
+
+    class Estimate(models.TextChoices):
+        NONE = "", "not a Monte Carlo label"
+        EXHAUSTIVE = "exhaustive", "exhaustive (k completions per step)"
+        ADAPTIVE = "adaptive", "adaptive (stops at the first right completion)"
+        FIRST_ERROR = "first_error", "first-error search (binary search, inferred steps)"
+        IMPORTED_COUNTS = "imported_counts", "counts imported from a dataset"
 
     class Kind(models.TextChoices):
         MC = "mc", "Monte Carlo"
@@ -291,11 +302,21 @@ class AutoLabel(models.Model):
     value = models.SmallIntegerField(null=True, blank=True, choices=HumanLabel.Value.choices)
     num_correct = models.PositiveIntegerField(null=True, blank=True)
     num_total = models.PositiveIntegerField(null=True, blank=True)
+    # db_default too: bulk writers (COPY) that name their columns need not know this one.
+    estimate = models.CharField(max_length=20, choices=Estimate.choices, default="", db_default="", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # MC labels from a stopping rule: their counts are no estimate of mc_i and they carry no score
+    # (advantage labels, thresholds, the priority queue and exports read only the others' scores).
+    STOPPED_ESTIMATES = (Estimate.ADAPTIVE, Estimate.FIRST_ERROR)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["step", "kind", "source"], name="autolabel_unique_per_source"),
+            models.CheckConstraint(
+                condition=~Q(estimate__in=["adaptive", "first_error"]) | Q(score__isnull=True),
+                name="autolabel_stopped_estimates_have_no_score",
+            ),
             models.CheckConstraint(condition=Q(kind__in=["mc", "prm", "imported"]), name="autolabel_kind_valid"),
             models.CheckConstraint(
                 condition=Q(value__isnull=True) | Q(value__in=LABEL_VALUES), name="autolabel_value_valid"
@@ -357,6 +378,9 @@ class Assignment(models.Model):
     seconds_spent = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every label change, only while open; submit finishes only the version it checked,
+    # so a label cannot change after submit, nor submit miss a change made meanwhile.
+    label_version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     @property
     def holds_slot(self) -> bool:

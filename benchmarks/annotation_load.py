@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/h16"
@@ -56,12 +56,18 @@ def ensure_database(url: str) -> None:
     """Create the database named in `url` if it does not exist (connects to the `postgres` one)."""
     import psycopg
 
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin_url = parts._replace(path="/postgres", query="").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as connection:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(_libpq_url(url, database="postgres"), autocommit=True) as connection:
         if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
             connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _libpq_url(url: str, *, database: str | None = None) -> str:
+    """`url` for psycopg: Django's query options dropped, a unix-socket `host=` kept (the embedded server)."""
+    parts = urlsplit(url)
+    host = parse_qs(parts.query).get("host", [])
+    query = urlencode({"host": host[-1]}) if host else ""
+    return parts._replace(path=f"/{database}" if database else parts.path, query=query).geturl()
 
 
 def django_setup() -> None:
@@ -467,10 +473,10 @@ def server_pids(gunicorn: subprocess.Popen, database_url: str) -> tuple[list[int
 
     with open(f"/proc/{gunicorn.pid}/task/{gunicorn.pid}/children") as children:
         workers = [gunicorn.pid, *map(int, children.read().split())]
-    url = urlsplit(database_url)
-    with psycopg.connect(url._replace(query="").geturl()) as connection:
+    with psycopg.connect(_libpq_url(database_url)) as connection:
         rows = connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [url.path.lstrip("/")]
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [urlsplit(database_url).path.lstrip("/")],
         ).fetchall()
     return workers, [row[0] for row in rows]
 

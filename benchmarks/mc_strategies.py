@@ -271,7 +271,8 @@ class TinyModelPolicy:
                 request = GenerationRequest(
                     messages=messages, images=[self.image], continuation=continuation, n=1, sampling=sampling
                 )
-                (text,) = self.backend.generate([request])[0]
+                (completion,) = self.backend.generate([request])[0]
+                text = completion.text
                 self.cost.completions += 1
                 self.cost.tokens += len(self.backend.tokenizer(text, add_special_tokens=False)["input_ids"])
                 outcomes.append(judge_response(continuation + "\n\n" + text, self.answer)[1])

@@ -29,14 +29,18 @@ from workers.services import chunk_finish, chunk_heartbeat, job_is_cancelled
 # runner at start-up (prm.apps) does not load them into every web process.
 
 
-def encode_examples(processor, examples: Sequence[TrainingExample]):
+def encode_examples(processor, examples: Sequence[TrainingExample], *, config: TrainConfig | None = None):
     from prm.core.conversation import encode_conversation, label_token_ids
+    from prm.core.prompts import system_prompt_text
 
+    config = config or TrainConfig()
     label_ids = label_token_ids(processor)
+    # The prompts the run records (TrainConfig), so the scorer reads the trained model the same way.
     return [
         encode_conversation(
             processor, question=e.question, steps=e.steps, images=example_images(e),
             step_labels=e.labels, label_ids=label_ids,
+            system_prompt=system_prompt_text(config.system_prompt), question_format=config.prm_question,
         )
         for e in examples
     ]
@@ -95,7 +99,7 @@ def _train(run: TrainingRun, chunk: JobChunk) -> dict:
         raise PermanentJobError("no solution of this project has a labelled step under this merge policy")
     if not Path(config.backbone).exists():
         raise PermanentJobError(f"backbone folder {config.backbone} does not exist")
-    examples = encode_examples(load_processor(config.backbone), training_set.train)
+    examples = encode_examples(load_processor(config.backbone), training_set.train, config=config)
     TrainingRun.objects.filter(pk=run.pk).update(data_summary=training_set.summary())
     history: list[dict] = []
 

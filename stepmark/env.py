@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -75,32 +75,42 @@ def env_path(name: str, default: Path) -> Path:
 
 
 def database_from_url(url: str, *, name: str = "DATABASE_URL") -> dict:
-    """Django DATABASES entry from `sqlite:///path` or `postgres://user:pass@host:port/db`."""
+    """Django DATABASES entry from `postgres://user:pass@host:port/db` (`?host=/dir` for a unix socket).
+
+    Stepmark runs on PostgreSQL only: any other scheme is refused here, at start-up.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        # sqlite:////abs/path.db is absolute, sqlite:///rel/path.db relative (as dj-database-url)
-        path = unquote(parts.path)[1:]
-        if not path:
-            raise ImproperlyConfigured(f"{name}={url!r}: sqlite URL needs a file path")
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": path,
-            "OPTIONS": {"timeout": 30},
-        }
-    if scheme in {"postgres", "postgresql", "pgsql"}:
-        database = unquote(parts.path.lstrip("/"))
-        if not database:
-            raise ImproperlyConfigured(f"{name}={url!r}: PostgreSQL URL needs a database name")
-        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": database,
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": 60,
-            "OPTIONS": options,
-        }
-    raise ImproperlyConfigured(f"{name}={url!r}: unsupported scheme {scheme!r} (use sqlite:// or postgres://)")
+    if scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(
+            f"{name}={url!r}: Stepmark runs on PostgreSQL only (scheme {scheme!r} is not supported); give a "
+            "postgres://user:pass@host:port/db URL, or leave it unset to use the embedded server ./run.sh starts"
+        )
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ImproperlyConfigured(f"{name}={url!r}: PostgreSQL URL needs a database name")
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    # libpq's own spelling of a socket folder (postgres://user@/db?host=/run/pg) is Django's HOST.
+    host = parts.hostname or options.pop("host", "")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": database,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": str(parts.port or ""),
+        "CONN_MAX_AGE": 60,
+        "OPTIONS": options,
+    }
+
+
+def database_url(settings_dict: dict) -> str:
+    """The URL of a DATABASES entry, as `database_from_url` reads it (for child processes)."""
+    credentials = quote(settings_dict["USER"] or "", safe="")
+    if settings_dict.get("PASSWORD"):
+        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+    host, port = settings_dict.get("HOST") or "", settings_dict.get("PORT") or ""
+    name = quote(settings_dict["NAME"], safe="")
+    if host.startswith("/"):
+        return f"postgres://{credentials}@/{name}?host={quote(host, safe='/')}"
+    return f"postgres://{credentials}@{host or '127.0.0.1'}:{port or 5432}/{name}"

@@ -25,7 +25,7 @@ def width(model: type[models.Model]) -> int:
 
 
 @cache
-def _loader(model: type[models.Model], vendor: str) -> tuple[list[str], list[tuple]]:
+def _loader(model: type[models.Model]) -> tuple[list[str], list[tuple]]:
     """The attribute names and, per field, (column, converters) as the ORM's compiler would use."""
     fields = model._meta.concrete_fields
     converters = []
@@ -37,7 +37,7 @@ def _loader(model: type[models.Model], vendor: str) -> tuple[list[str], list[tup
 
 def instance(model: type[models.Model], values: Sequence) -> models.Model:
     """The model instance for one row slice read with `columns(model, ...)`."""
-    attnames, converters = _loader(model, connection.vendor)
+    attnames, converters = _loader(model)
     converted = []
     for (column, functions), value in zip(converters, values, strict=True):
         for function in functions:

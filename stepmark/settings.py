@@ -11,7 +11,7 @@ VAR_DIR = env_path("STEPMARK_VAR_DIR", BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)
 # Production (docker-compose sets STEPMARK_PRODUCTION) must bring its own key and database;
-# the embedded default runs with a fixed development key on SQLite.
+# the embedded default runs with a fixed development key on the embedded PostgreSQL.
 PRODUCTION = env_bool("STEPMARK_PRODUCTION", False)
 SECRET_KEY = env_str("SECRET_KEY") if PRODUCTION else env_str("SECRET_KEY", "dev-insecure-stepmark-key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -64,12 +64,14 @@ TEMPLATES = [
     },
 ]
 
+# PostgreSQL only. Without DATABASE_URL: the embedded server ./run.sh starts (its unix socket in var/pgdata).
+EMBEDDED_DATABASE_URL = f"postgres://postgres@/stepmark?host={VAR_DIR / 'pgdata'}"
 DATABASES = {
     "default": database_from_url(
-        env_str("DATABASE_URL") if PRODUCTION else env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'stepmark.sqlite3'}")
+        env_str("DATABASE_URL") if PRODUCTION else env_str("DATABASE_URL", EMBEDDED_DATABASE_URL)
     ),
 }
-if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DATABASE_PREPARED_STATEMENTS", True):
+if env_bool("DATABASE_PREPARED_STATEMENTS", True):
     # Server-side parameters let psycopg prepare a query after a few runs on a connection: the
     # label save's joins cost more to plan than to run. Off behind a transaction-mode pooler.
     DATABASES["default"]["OPTIONS"].setdefault("server_side_binding", True)

@@ -99,10 +99,12 @@ def _celery_env(settings) -> dict:
 
     from django.db import connection
 
+    from stepmark.env import database_url
+
     db = connection.settings_dict
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        DATABASE_URL=database_url(db),
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
     )

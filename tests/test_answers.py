@@ -241,3 +241,46 @@ def test_agreement_with_mathv_published_judgements():
     assert total == 1520
     # See benchmarks/answer_agreement.py for every disagreement and why.
     assert agreed / total >= 0.97, f"agreement {agreed}/{total}"
+
+
+# --------------------------------------------------------------------------- the rule that fits
+
+
+def test_a_word_is_compared_as_a_word_not_as_a_product_of_symbols():
+    # sympy reads "act" as a*c*t == c*a*t: an anagram of the right option's text must not pass.
+    options = ["cat", "dog", "bird"]
+    assert not answers_equivalent("act", "A", options=options)
+    assert not answers_equivalent("tac", "cat")
+    assert not answers_equivalent("silent", "listen")
+    assert answers_equivalent("Cat", "A", options=options)
+    assert answers_equivalent("cat", "cat")
+    # Algebra still is algebra.
+    assert answers_equivalent("2x + 1", "1 + 2x")
+    assert answers_equivalent("ab", "ab")
+
+
+@pytest.mark.parametrize(
+    ("predicted", "reference"),
+    [("\\$5", "5"), ("$5.00", "5"), ("\\$ 12", "12"), ("€3.5", "3.5"), ("£20", "20"), ("12 dollars", "12"), ("1,200 USD", "1200")],
+)
+def test_a_currency_sign_does_not_defeat_a_number(predicted, reference):
+    assert answers_equivalent(predicted, reference)
+    assert answers_equivalent(reference, predicted)
+
+
+def test_currency_is_not_a_free_pass():
+    assert not answers_equivalent("\\$6", "5")
+    assert not answers_equivalent("€5", "50")
+
+
+def test_an_options_single_letter_value_given_instead_of_its_letter():
+    # "Which point ...? A. P  B. Q  C. R  D. S": "Q" is option B's value.
+    points = ["P", "Q", "R", "S"]
+    assert option_letter("Q", points) == "B"
+    assert answers_equivalent("Q", "B", options=points)
+    assert answers_equivalent("\\text{Q}", "B", options=points)
+    assert not answers_equivalent("R", "B", options=points)
+    # A letter that is an option letter is read as the letter, as before ...
+    assert option_letter("B", points) == "B"
+    # ... and options that are only their own labels carry no value of their own.
+    assert option_letter("B", LETTERS) == "B" and not answers_equivalent("Q", "B", options=LETTERS)

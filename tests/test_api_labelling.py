@@ -72,10 +72,21 @@ def take_next(client: APIClient, team: Team) -> dict:
 def label_all(client: APIClient, team: Team, taken: dict, values: list[int]) -> None:
     steps = taken["solution"]["steps"]
     assert len(steps) == len(values)
-    for step, value in zip(steps, values, strict=True):
+    for position, (step, value) in enumerate(zip(steps, values, strict=True)):
         response = client.put(label_url(team, taken["assignment"]["id"], step["id"]), {"value": value}, format="json")
         assert response.status_code == 200, response.content
-        assert response.json() == {"step_id": step["id"], "index": step["index"], "value": value}
+        # Labelled in order in an every-step project: the steps after this one are still missing.
+        later = [later["id"] for later in steps[position + 1:]]
+        assert response.json() == {"step_id": step["id"], "index": step["index"], "value": value, "missing_step_ids": later}
+
+
+def _handed_out_an_hour_ago(taken: dict) -> None:
+    """Seconds on task are capped by the wall time since the assignment was handed out."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Assignment.objects.filter(id=taken["assignment"]["id"]).update(created_at=timezone.now() - timedelta(hours=1))
 
 
 def submit(client: APIClient, team: Team, assignment_id: int, **body):
@@ -91,13 +102,16 @@ def test_whole_flow_by_token(team):
     taken = take_next(ann1, team)
     assert taken["solution"]["id"] == first.id and taken["assignment"]["status"] == "assigned"
     assert [s["index"] for s in taken["solution"]["steps"]] == [0, 1, 2]
+    assert taken["missing_step_ids"] == [s["id"] for s in taken["solution"]["steps"]]
     assert "is_gold_check" not in taken["assignment"]  # hidden quality checks stay hidden
     # Asking again before finishing gives the same open assignment, not a second one.
     assert take_next(ann1, team)["assignment"]["id"] == taken["assignment"]["id"]
     label_all(ann1, team, taken, [1, 1, 1])
+    _handed_out_an_hour_ago(taken)
     labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=taken["assignment"]["id"]))
     assert labels.status_code == 200
     assert labels.json()["labelled"] == 3 and [row["value"] for row in labels.json()["labels"]] == [1, 1, 1]
+    assert labels.json()["missing_step_ids"] == []
     done = submit(ann1, team, taken["assignment"]["id"], seconds=42)
     assert done.status_code == 200 and done.json()["status"] == "submitted" and done.json()["seconds_spent"] == 42
     assert take_next(ann1, team)["solution"]["id"] == second.id
@@ -194,7 +208,7 @@ ENDPOINTS = [
     Endpoint("next", "post", lambda t, ids: url("project-next", project_id=t.project.id), ok=201),
     Endpoint("labels", "get", _a("assignment-labels"), mine=True),
     Endpoint("label-put", "put", _a("assignment-step-label", "step"), body={"value": -1}, mine=True),
-    Endpoint("label-delete", "delete", _a("assignment-step-label", "step"), mine=True, ok=204),
+    Endpoint("label-delete", "delete", _a("assignment-step-label", "step"), mine=True),
     Endpoint("submit", "post", _a("assignment-submit"), body={"cannot_judge_reason": "blurry"}, mine=True),
     Endpoint("skip", "post", _a("assignment-skip"), body={"reason": "later"}, mine=True),
     Endpoint("review", "get", lambda t, ids: url("review-queue", project_id=t.project.id), review=True),
@@ -320,7 +334,8 @@ def test_a_label_write_never_clobbers_another_annotators(team):
     label_all(ann2, team, theirs, [1, 1, 1])
     label_all(ann1, team, mine, [-1, -1, -1])
     step_ids = [s["id"] for s in mine["solution"]["steps"]]
-    assert ann1.delete(label_url(team, mine["assignment"]["id"], step_ids[0])).status_code == 204
+    cleared = ann1.delete(label_url(team, mine["assignment"]["id"], step_ids[0]))
+    assert cleared.status_code == 200 and cleared.json()["value"] is None
     # Writing through their assignment id is refused, not turned into a write of mine or theirs.
     assert ann1.put(label_url(team, theirs["assignment"]["id"], step_ids[1]), {"value": -1}, format="json").status_code == 404
     assert ann1.delete(label_url(team, theirs["assignment"]["id"], step_ids[2])).status_code == 404
@@ -359,21 +374,24 @@ def test_assignment_payloads_match_the_documented_serializer(team):
     """next, label and submit build their answers by hand; they must read as DRF would write them."""
     from rest_framework.renderers import JSONRenderer
 
-    from annotation.api.labelling_serializers import AssignmentSerializer
+    from annotation.api.labelling_serializers import AssignmentSerializer, LabelSavedSerializer
     from annotation.models import Assignment
 
     ann1 = team.client("ann1")
     taken = take_next(ann1, team)
-    step_id = taken["solution"]["steps"][0]["id"]
+    step_id, *others = [s["id"] for s in taken["solution"]["steps"]]
     labelled = ann1.put(label_url(team, taken["assignment"]["id"], step_id), {"value": -1}, format="json")
     assert labelled["Content-Type"] == "application/json"
-    assert labelled.content == JSONRenderer().render({"step_id": step_id, "index": 0, "value": -1})
+    saved = {"step_id": step_id, "index": 0, "value": -1, "missing_step_ids": others}
+    assert labelled.content == JSONRenderer().render(LabelSavedSerializer(saved).data)
     label_all(ann1, team, taken, [1, 1, 1])
+    _handed_out_an_hour_ago(taken)
     done = submit(ann1, team, taken["assignment"]["id"], seconds=7)
     stored = Assignment.objects.get(id=taken["assignment"]["id"])
     expected = dict(AssignmentSerializer(stored).data)
     assert done.content == JSONRenderer().render(expected)
-    assert taken["assignment"] | {"status": "submitted", "seconds_spent": 7, "finished_at": expected["finished_at"]} == expected
+    changed = {"status": "submitted", "seconds_spent": 7, "finished_at": expected["finished_at"]}
+    assert taken["assignment"] | changed | {"created_at": expected["created_at"]} == expected
     assert expected["finished_at"] is not None
 
 
@@ -486,3 +504,24 @@ def test_images_are_served_to_token_clients_of_the_project_only(make_user):
     assert client.get(f"/images/{sha}/").status_code == 404
     client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     assert client.get(f"/images/{sha}/").status_code == 302
+
+
+def test_first_error_projects_require_steps_up_to_the_first_incorrect_one(team):
+    """The server decides what is missing; the page and API clients only show it."""
+    team.project.label_mode = "first_error"
+    team.project.save()
+    ann1 = team.client("ann1")
+    taken = take_next(ann1, team)
+    assignment_id = taken["assignment"]["id"]
+    first, second, third = (s["id"] for s in taken["solution"]["steps"])
+    saved = ann1.put(label_url(team, assignment_id, second), {"value": -1}, format="json").json()
+    assert saved["missing_step_ids"] == [first]  # the third step comes after the first error
+    labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
+    assert labels["missing_step_ids"] == [first]
+    cleared = ann1.delete(label_url(team, assignment_id, second))
+    assert cleared.status_code == 200
+    assert cleared.json() == {"step_id": second, "index": 1, "value": None, "missing_step_ids": [first, second, third]}
+    labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
+    assert labels["missing_step_ids"] == [first, second, third]
+    assert ann1.put(label_url(team, assignment_id, first), {"value": -1}, format="json").json()["missing_step_ids"] == []
+    assert submit(ann1, team, assignment_id).status_code == 200

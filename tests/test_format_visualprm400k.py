@@ -141,6 +141,8 @@ def test_raw_round_trip_is_exact_and_stores_mc_counts(project, tmp_path, image_f
     labels = list(
         AutoLabel.objects.filter(step__solution=first).order_by("step__index").values_list("kind", "source", "score", "num_correct", "num_total")
     )
+    # A dataset's counts were sampled exhaustively: recorded as such, so their scores are read as mc_i.
+    assert set(AutoLabel.objects.filter(kind="mc").values_list("estimate", flat=True)) == {"imported_counts"}
     assert labels == [
         ("mc", "VisualPRM400K-v1.1-Raw", 0.5625, 9, 16),
         ("mc", "VisualPRM400K-v1.1-Raw", 0.1, 1, 10),

@@ -13,7 +13,7 @@ from PIL import Image
 
 from prm.core.tiny_models import build_tiny_qwen2_vl
 from workers.errors import PermanentJobError, TransientJobError
-from workers.generation.base import GenerationRequest, SamplingParams, backend_from_params
+from workers.generation.base import Completion, GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.openai_backend import OpenAIBackend, chat_payload
 from workers.generation.serve import OpenAICompatibleServer, request_from_payload
 from workers.generation.transformers_backend import TransformersBackend, run_halving_on_oom
@@ -71,7 +71,7 @@ def test_transformers_backend_batches_images_and_continues_the_partial_answer(tr
     ]
     outputs = transformers_backend.generate(requests)
     assert [len(texts) for texts in outputs] == [3, 2, 3]
-    assert all(isinstance(text, str) and prefix not in text for texts in outputs for text in texts)
+    assert all(isinstance(c.text, str) and prefix not in c.text for texts in outputs for c in texts)
     # Same seed, same request: the same completions (the prefix is not regenerated, only continued).
     again = transformers_backend.generate([requests[1]])
     assert again[0] == outputs[1]
@@ -183,7 +183,12 @@ def test_vllm_plumbing_orders_prefixes_for_the_cache_and_restores_the_order(tiny
         "<prompt>other",
     ]
     assert prompts[0]["multi_modal_data"]["image"][0].size == (60, 50)
-    assert sampling[0] == {"n": 2, "temperature": 1.0, "top_p": 0.9, "max_tokens": 4, "seed": 7}
+    # Every parameter explicit, so the model's generation_config.json fills nothing in.
+    assert sampling[0] == {
+        "n": 2, "temperature": 1.0, "top_p": 0.9, "top_k": 50, "max_tokens": 4, "repetition_penalty": 1.0, "seed": 7
+    }
+    no_top_k = vllm_inputs([request(sampling=SamplingParams(top_k=0))], lambda r: "")[2][0]
+    assert no_top_k["top_k"] == -1  # vLLM's "off"
     outputs = [[p["prompt"]] for p in prompts]
     assert restore_order(order, outputs) == [
         ["<prompt>a\n\nb\n\nc"],
@@ -197,3 +202,58 @@ def test_vllm_plumbing_orders_prefixes_for_the_cache_and_restores_the_order(tiny
     except ImportError:
         with pytest.raises(PermanentJobError, match="needs vllm"):
             backend_from_params({"backend": "vllm", "model_path": str(tiny_model_dir)})
+
+
+# Qwen2-VL-7B-Instruct's generation_config.json, sampling fields verbatim: near-greedy.
+QWEN2_VL_INSTRUCT_SAMPLING = {"do_sample": True, "repetition_penalty": 1.05, "temperature": 0.01, "top_p": 0.001, "top_k": 1}
+
+
+@pytest.fixture(scope="module")
+def instruct_like_model_dir(tmp_path_factory):
+    directory = build_tiny_qwen2_vl(tmp_path_factory.mktemp("instruct") / "tiny-qwen2-vl-instruct")
+    path = directory / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **QWEN2_VL_INSTRUCT_SAMPLING}))
+    return directory
+
+
+def test_sampling_uses_the_jobs_parameters_not_the_models_generation_config(instruct_like_model_dir):
+    backend = TransformersBackend(model_path=str(instruct_like_model_dir), device="cpu", batch_size=8)
+    assert backend.model.generation_config.top_k == 1  # the near-greedy defaults were loaded ...
+    reference = SamplingParams(temperature=1.0, top_p=1.0, top_k=50, max_new_tokens=6, seed=3)
+    (samples,) = backend.generate([request("Step one.", n=8, sampling=reference)])
+    texts = [completion.text for completion in samples]
+    # ... yet the 8 rollouts are real samples (with top_k 1 from the model they are all identical).
+    assert len(set(texts)) >= 6, texts
+    # Cut at 6 new tokens without an end of sequence: truncated, to be left unjudged.
+    assert all(completion.truncated for completion in samples)
+    # Greedy decoding (temperature 0) is still one answer 8 times.
+    (greedy,) = backend.generate([request("Step one.", n=8, sampling=SamplingParams(temperature=0, max_new_tokens=6))])
+    assert len({completion.text for completion in greedy}) == 1
+
+
+def test_a_completion_that_ends_is_not_truncated(transformers_backend):
+    # Every token counts as an end of sequence for a moment: each completion ends at its first token.
+    config = transformers_backend.model.generation_config
+    saved = config.eos_token_id
+    config.eos_token_id = list(range(transformers_backend.model.config.get_text_config().vocab_size))
+    try:
+        (completions,) = transformers_backend.generate(
+            [request("Step one.", n=3, sampling=SamplingParams(max_new_tokens=20, seed=1))]
+        )
+    finally:
+        config.eos_token_id = saved
+    assert [completion.truncated for completion in completions] == [False, False, False]
+
+
+def test_openai_payload_sends_top_k_and_reads_length_as_truncated(transformers_backend):
+    payload = chat_payload(request(sampling=SamplingParams(top_k=50)), model="m")
+    assert (payload["top_k"], payload["temperature"], payload["top_p"], payload["max_tokens"]) == (50, 1.0, 1.0, 4096)
+    assert chat_payload(request(sampling=SamplingParams(top_k=0)), model="m")["top_k"] == -1
+    server = OpenAICompatibleServer(transformers_backend, model="tiny-policy").start()
+    try:
+        backend = OpenAIBackend(base_url=server.base_url, model="tiny-policy", timeout=30)
+        (completions,) = backend.generate([request(n=2, sampling=SamplingParams(max_new_tokens=3, seed=5))])
+    finally:
+        server.stop()
+    # The local server reports a cut completion as finish_reason "length"; the client reads it back.
+    assert all(isinstance(c, Completion) and c.truncated for c in completions)

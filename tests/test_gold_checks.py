@@ -7,7 +7,8 @@ import pytest
 from annotation.models import Assignment, GoldLabel, Project, Role
 from annotation.quality import gold_accuracy
 from annotation.services.labels import gold_label_set, step_label_set
-from annotation.services.queue import assignment_submit, next_assignment
+from annotation.services.queue import next_assignment
+from annotation.services.submit import assignment_submit
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
-"""The import writer's PostgreSQL COPY path stores exactly what the portable bulk_create path does.
+"""The import writer's COPY path stores exactly what the ORM's bulk_create would.
 
-`_BatchWriter.use_copy = False` forces the bulk_create path (the one SQLite always takes), so
-both run on the same PostgreSQL database and their rows can be compared field by field.
+`_BatchWriter.use_copy = False` forces bulk_create, so both run on the same database and their
+rows can be compared field by field.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from annotation.services import dataset_import as dataset_import_module
 from annotation.services.dataset_import import _BatchWriter, dataset_import
 from benchmarks.import_export import generate_raw, write_images
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY path exists only on PostgreSQL"),
-]
+pytestmark = pytest.mark.django_db
 
 # Text that COPY's text format must escape: tab, newline, carriage return, backslash; plus non-ASCII.
 AWKWARD = "a\tb\nc\r\nd \\ e \\N ∫ x² dx = 🙂 'q' \"dq\""

@@ -58,6 +58,22 @@ def test_mc_form_starts_a_job_on_items_named_by_external_id(admin_client):
     assert _chunk_ids(job, "solution_ids") == expected and len(expected) == 3
 
 
+def test_mc_form_offers_early_stop_and_v1_1_max_steps_off_by_default(admin_client):
+    project, _ = _project()
+    client = admin_client(project)
+    assert _post(client, project, "mc", {**OPENAI, "strategy": "exhaustive", "k": "16", "selection": "all"}).status_code == 302
+    job = Job.objects.get(kind="mc_label")
+    # As VisualPRM400K-v1.1 was built: no early stop, 12 steps.
+    assert (job.params["early_stop"], job.params["max_steps"]) == (False, 12)
+    assert job.params["sampling"] == {"temperature": 1.0, "top_p": 1.0, "top_k": 50, "max_new_tokens": 4096, "seed": None}
+    data = {**OPENAI, "strategy": "exhaustive", "k": "16", "selection": "all", "early_stop": "on", "max_steps": "16"}
+    assert _post(client, project, "mc", data).status_code == 302
+    job = Job.objects.filter(kind="mc_label").latest("pk")
+    assert (job.params["early_stop"], job.params["max_steps"]) == (True, 16)
+    response = _post(client, project, "mc", {**data, "max_steps": "13"})
+    assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
+
+
 def test_mc_form_on_unlabelled_solutions_with_a_local_model(admin_client, make_user):
     project, human_labelled = _project()
     HumanLabel.objects.create(step=human_labelled.steps.first(), annotator=make_user("ann"), value=1)

@@ -1,8 +1,9 @@
-"""A member's label save: the one-statement PostgreSQL path and the portable path agree.
+"""A member's label save (one statement) and clear.
 
 Both check access before writing anything (outsiders, other annotators' assignments and
-finished assignments write nothing), record the same machine hints as `label_target` reads,
-and keep one row per (step, annotator) with a history row per change, also under races.
+finished assignments write nothing); the save records the machine hints the user is shown
+(the labelling page's hints), keeps one row per (step, annotator) with a history row per
+change, also under races, and says which required steps are still missing.
 """
 
 import threading
@@ -11,17 +12,15 @@ import pytest
 from django.db import connection
 from django.http import Http404
 
-from annotation.label_targets import label_target
-from annotation.models import Assignment, AutoLabel, HumanLabel, LabelChange, Project, Role
-from annotation.services import label_save
-from annotation.services.label_save import AssignmentClosed, assignment_step_label_set
+from annotation.models import Assignment, AutoLabel, HumanLabel, LabelChange, LabelMode, Project, Role
+from annotation.services.label_save import (
+    AssignmentClosed,
+    assignment_step_label_clear,
+    assignment_step_label_set,
+)
 from annotation.services.labels import LabelRejected
+from annotation.visibility import step_hints
 from tests.factories import add_member, make_solution
-
-SAVERS = {
-    "postgresql": label_save._save_postgresql,  # one statement
-    "portable": label_save._save_portable,  # label_target, then step_label_set (SQLite's path)
-}
 
 
 @pytest.fixture
@@ -42,52 +41,50 @@ def work(make_user):
     return project, assignment, first, second, alice, bob
 
 
-def _save(saver, user, project, assignment, step, value):
-    return SAVERS[saver](user=user, project_id=project.id, assignment_id=assignment.id, step_id=step.id, value=value)
+def _save(user, project, assignment, step, value):
+    return assignment_step_label_set(
+        user=user, project_id=project.id, assignment_id=assignment.id, step_id=step.id, value=value
+    )
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("saver", sorted(SAVERS))
-def test_it_records_the_hints_label_target_reads(saver, work):
-    assert connection.vendor == "postgresql"
+def test_it_records_the_hints_the_page_shows(work):
     project, assignment, first, second, alice, _ = work
-    expected = label_target(user=alice, project_id=project.id, assignment_id=assignment.id, step_id=first.id).hints
+    expected = step_hints([first.id])[first.id]
     assert expected == {
         "mc": {"score": 0.75, "right": 12, "total": 16, "source": "mc-new"},
         "prm": {"score": 0.6, "source": "prm-v3"},
     }
 
-    saved = _save(saver, alice, project, assignment, first, -1)
+    saved = _save(alice, project, assignment, first, -1)
     assert saved.target.hints == expected
     assert (saved.target.step_index, saved.target.step_text, saved.target.sees_hints) == (0, "first", True)
     assert (saved.write.value, saved.write.previous, saved.write.changed) == (-1, None, True)
     assert HumanLabel.objects.get(step=first, annotator=alice).shown_hints == expected
 
-    plain = _save(saver, alice, project, assignment, second, 1)
+    plain = _save(alice, project, assignment, second, 1)
     assert plain.target.hints == {} and HumanLabel.objects.get(step=second).shown_hints == {}
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("saver", sorted(SAVERS))
-def test_hidden_hints_are_not_recorded(saver, work):
+def test_hidden_hints_are_not_recorded(work):
     project, assignment, first, _, alice, _ = work
     Project.objects.filter(id=project.id).update(show_machine_labels=False)
-    saved = _save(saver, alice, project, assignment, first, 1)
+    saved = _save(alice, project, assignment, first, 1)
     assert saved.target.sees_hints is False and saved.target.hints == {}
     assert HumanLabel.objects.get(step=first, annotator=alice).shown_hints == {}
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("saver", sorted(SAVERS))
-def test_it_updates_keeps_history_and_never_touches_another_annotator(saver, work):
+def test_it_updates_keeps_history_and_never_touches_another_annotator(work):
     project, assignment, first, _, alice, bob = work
     theirs = Assignment.objects.create(solution=assignment.solution, annotator=bob)
-    _save(saver, bob, project, theirs, first, 1)
+    _save(bob, project, theirs, first, 1)
 
-    _save(saver, alice, project, assignment, first, 1)
-    same = _save(saver, alice, project, assignment, first, 1)
+    _save(alice, project, assignment, first, 1)
+    same = _save(alice, project, assignment, first, 1)
     assert (same.write.previous, same.write.changed) == (1, False)
-    changed = _save(saver, alice, project, assignment, first, 0)
+    changed = _save(alice, project, assignment, first, 0)
     assert (changed.write.previous, changed.write.changed) == (1, True)
 
     assert HumanLabel.objects.get(step=first, annotator=alice).value == 0
@@ -97,42 +94,39 @@ def test_it_updates_keeps_history_and_never_touches_another_annotator(saver, wor
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("saver", sorted(SAVERS))
-def test_it_validates_ownership(saver, work, make_user):
+def test_it_validates_ownership(work, make_user):
     project, assignment, first, _, alice, bob = work
     outsider = make_user("mallory")
     with pytest.raises(Http404):
-        _save(saver, outsider, project, assignment, first, 1)  # not a member
+        _save(outsider, project, assignment, first, 1)  # not a member
     with pytest.raises(Http404):
-        _save(saver, bob, project, assignment, first, 1)  # a member, but alice's assignment
+        _save(bob, project, assignment, first, 1)  # a member, but alice's assignment
     other = Project.objects.create(name="elsewhere")
     add_member(other, alice, Role.ANNOTATOR)
     with pytest.raises(Http404):
-        _save(saver, alice, other, assignment, first, 1)  # the wrong project in the URL
+        _save(alice, other, assignment, first, 1)  # the wrong project in the URL
     foreign_step = make_solution(other, "q9", ["x"]).steps.get()
     with pytest.raises(Http404):
-        _save(saver, alice, project, assignment, foreign_step, 1)  # a step of another solution
+        _save(alice, project, assignment, foreign_step, 1)  # a step of another solution
     assert not HumanLabel.objects.exists() and not LabelChange.objects.exists()
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("saver", sorted(SAVERS))
-def test_staff_may_label_without_membership(saver, work, make_user):
+def test_staff_may_label_without_membership(work, make_user):
     project, assignment, first, _, _, _ = work
     staff = make_user("ops", staff=True)
     mine = Assignment.objects.create(solution=assignment.solution, annotator=staff)
-    saved = _save(saver, staff, project, mine, first, -1)
+    saved = _save(staff, project, mine, first, -1)
     assert saved.target.sees_hints and "mc" in saved.target.hints
     assert HumanLabel.objects.get(annotator=staff).value == -1
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("saver", sorted(SAVERS))
-def test_a_finished_assignment_writes_nothing(saver, work):
+def test_a_finished_assignment_writes_nothing(work):
     project, assignment, first, _, alice, _ = work
     Assignment.objects.filter(id=assignment.id).update(status=Assignment.Status.SUBMITTED)
     with pytest.raises(AssignmentClosed) as closed:
-        _save(saver, alice, project, assignment, first, 1)
+        _save(alice, project, assignment, first, 1)
     assert closed.value.status == Assignment.Status.SUBMITTED and "submitted" in str(closed.value)
     assert not HumanLabel.objects.exists() and not LabelChange.objects.exists()
 
@@ -159,7 +153,7 @@ def test_racing_saves_of_one_label_leave_one_row_and_a_chain_of_history(work):
     def click(value):
         try:
             barrier.wait()
-            results.append(_save("postgresql", alice, project, assignment, first, value).write)
+            results.append(_save(alice, project, assignment, first, value).write)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -177,3 +171,42 @@ def test_racing_saves_of_one_label_leave_one_row_and_a_chain_of_history(work):
     assert all(a.new_value == b.old_value for a, b in zip(history, history[1:], strict=False)), "history is not a chain"
     assert history[-1].new_value == HumanLabel.objects.get(step=first, annotator=alice).value
     assert len(history) == sum(write.changed for write in results)
+
+
+@pytest.mark.django_db
+def test_each_save_says_which_required_steps_are_still_missing(work, make_user):
+    project, assignment, first, second, alice, _ = work
+    third = assignment.solution.steps.create(index=2, text="third")
+    assert _save(alice, project, assignment, second, 1).missing_step_ids == [first.id, third.id]
+    assert _save(alice, project, assignment, first, 0).missing_step_ids == [third.id]
+
+    Project.objects.filter(id=project.id).update(label_mode=LabelMode.FIRST_ERROR)
+    # The first incorrect step ends what is required: the steps after it need no label.
+    assert _save(alice, project, assignment, second, -1).missing_step_ids == []
+    assert _save(alice, project, assignment, second, 1).missing_step_ids == [third.id]
+
+
+@pytest.mark.django_db
+def test_a_clear_checks_access_and_the_status_and_keeps_the_history(work, make_user):
+    project, assignment, first, second, alice, bob = work
+    args = {"project_id": project.id, "assignment_id": assignment.id, "step_id": first.id}
+    _save(alice, project, assignment, first, 1)
+    _save(alice, project, assignment, second, 1)
+    for intruder in (bob, make_user("mallory")):  # another member's assignment; an outsider
+        with pytest.raises(Http404):
+            assignment_step_label_clear(user=intruder, **args)
+
+    cleared = assignment_step_label_clear(user=alice, **args)
+    assert (cleared.write.value, cleared.write.previous, cleared.write.changed) == (None, 1, True)
+    assert (cleared.target.step_index, cleared.target.hints["mc"]["source"]) == (0, "mc-new")
+    assert cleared.missing_step_ids == [first.id]
+    again = assignment_step_label_clear(user=alice, **args)
+    assert again.write.changed is False and again.missing_step_ids == [first.id]
+    assert list(LabelChange.objects.filter(step=first).order_by("id").values_list("old_value", "new_value")) == [
+        (None, 1), (1, None)
+    ]
+
+    Assignment.objects.filter(id=assignment.id).update(status=Assignment.Status.SUBMITTED)
+    with pytest.raises(AssignmentClosed):
+        assignment_step_label_clear(user=alice, **{**args, "step_id": second.id})
+    assert HumanLabel.objects.filter(step=second, annotator=alice).exists()

@@ -1,6 +1,6 @@
-"""Writing one label: the one-statement PostgreSQL upsert and the portable ORM path behave alike.
+"""Writing one label outside the labelling screen (step_label_set, through the ORM).
 
-Both keep one row per (step, annotator), never touch another annotator's label, and write one
+It keeps one row per (step, annotator), never touches another annotator's label, and writes one
 history row per change of value (from, to) — also when requests for the same label race.
 """
 
@@ -10,14 +10,8 @@ import pytest
 from django.db import connection
 
 from annotation.models import HumanLabel, LabelChange, Project, Role
-from annotation.services import labels
 from annotation.services.labels import LabelRejected, step_label_clear, step_label_set
 from tests.factories import add_member, make_solution
-
-WRITERS = {
-    "postgresql": step_label_set,  # on PostgreSQL: the one-statement upsert, retried on an insert race
-    "orm": lambda **kw: labels._label_upsert_orm(**kw),  # what SQLite and other databases run
-}
 
 
 @pytest.fixture
@@ -37,10 +31,8 @@ def _history(step, user) -> list[tuple]:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("writer", sorted(WRITERS))
-def test_it_inserts_updates_and_keeps_history(writer, step_and_users):
-    assert connection.vendor == "postgresql"
-    write = WRITERS[writer]
+def test_it_inserts_updates_and_keeps_history(step_and_users):
+    write = step_label_set
     step, alice, bob = step_and_users
     hints = {"mc": {"score": 0.5, "right": 8, "total": 16, "source": "mc"}}
 
@@ -86,10 +78,9 @@ def test_clearing_is_kept_in_the_history(step_and_users):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("writer", sorted(WRITERS))
-def test_racing_writes_of_one_label_leave_one_row_and_a_consistent_history(writer, step_and_users):
+def test_racing_writes_of_one_label_leave_one_row_and_a_consistent_history(step_and_users):
     """Eight threads write the same (step, annotator) at once, twice each (two tabs, double clicks)."""
-    write = WRITERS[writer]
+    write = step_label_set
     step, alice, _ = step_and_users
     barrier = threading.Barrier(8)
     results, errors = [], []

@@ -237,3 +237,38 @@ def test_on_visualprm400k_shaped_solutions_the_strategies_meet_their_measured_fi
     first_error = by_name["first-error search"]
     assert full / first_error.cost.completions >= 8
     assert first_error.agreeing / first_error.steps >= 0.95
+
+
+def test_early_stop_samples_nothing_after_the_first_step_with_mc_zero():
+    rates = [1.0, 0.5, 0.0, 1.0, 1.0]
+    oracle = CoupledOracle(rates, seed="early")
+    result = mc.exhaustive([f"s{i}" for i in range(5)], oracle, k=4, early_stop=True)
+    # As the released pipeline: one step per round, and after mc = 0 no rollouts at all.
+    assert [call[0][0] for call in oracle.calls] == [1, 2, 3]
+    assert [e.sampled for e in result.estimates] == [True, True, True, False, False]
+    assert result.estimates[2].mc == 0 and result.estimates[3].mc is None
+    assert mc.value_labels(result.per_step()) == [1, 1 if result.estimates[1].num_correct else -1, -1, None, None]
+    assert result.rollouts == 12
+    # Off (the default, as v1.1 was built): every step is sampled.
+    assert all(e.sampled for e in mc.exhaustive([f"s{i}" for i in range(5)], scripted_oracle(rates), k=4).estimates)
+    adaptive = mc.adaptive([f"s{i}" for i in range(5)], scripted_oracle([1.0, 1.0, 0.0, 1.0, 1.0]), k=4, early_stop=True)
+    assert [e.sampled for e in adaptive.estimates] == [True, True, True, False, False]
+
+
+def test_truncated_rollouts_are_counted_but_left_out_of_mc():
+    def sample(prefix, k):  # the last two completions of every prefix hit the token limit
+        return [True, False] + [None] * (k - 2) if len(prefix) == 1 else [None] * k
+
+    result = mc.exhaustive(["s0", "s1"], mc.batched(sample), k=4)
+    first, second = result.estimates
+    assert (first.num_correct, first.num_total, first.num_truncated, first.mc) == (1, 2, 2, 0.5)
+    # Every rollout cut: no estimate at all, rather than mc = 0.
+    assert (second.num_total, second.num_truncated, second.mc, second.sampled) == (0, 4, None, False)
+    assert result.rollouts == 8 and result.truncated == 6
+    # Early stop does not stop on a step it could not judge.
+    assert mc.exhaustive(["s0", "s1"], mc.batched(sample), k=4, early_stop=True).rollouts == 8
+
+
+def test_only_exhaustive_counts_are_estimates():
+    assert mc.gives_estimates("exhaustive")
+    assert not mc.gives_estimates("adaptive") and not mc.gives_estimates("binary_search")

@@ -17,7 +17,7 @@ from annotation.models import AutoLabel, Item, Solution, Step
 from tests.conftest import wait_for
 from tests.factories import make_solution, png_bytes
 from workers.errors import TransientJobError
-from workers.generation.base import GenerationBackend
+from workers.generation.base import Completion, GenerationBackend
 from workers.generation.serve import OpenAICompatibleServer
 from workers.mc_services import mc_job_start, sample_job_start
 from workers.models import Job, JobChunk
@@ -56,9 +56,13 @@ class ScriptedPolicy(GenerationBackend):
             if request.continuation:
                 rate = float(re.findall(r"rate=([\d.]+)", request.continuation)[-1])
                 right = round(rate * request.n)
-                outputs.append([RIGHT if j < right else WRONG for j in range(request.n)])
+                # "cut=N": the last N completions hit the token limit.
+                cut = int((re.findall(r"cut=(\d+)", request.continuation.rsplit("\n\n", 1)[-1]) or ["0"])[-1])
+                outputs.append([
+                    Completion(RIGHT if j < right else WRONG, truncated=j >= request.n - cut) for j in range(request.n)
+                ])
             else:
-                outputs.append([SAMPLED_RESPONSES[j % 2] for j in range(request.n)])
+                outputs.append([Completion(SAMPLED_RESPONSES[j % 2]) for j in range(request.n)])
         return outputs
 
 
@@ -106,7 +110,9 @@ def test_mc_job_stores_exact_counts_once_and_reruns_add_nothing(
     job = finished(job)
     assert job.status == "done", job.error
     assert job.progress_done == job.progress_total == 6
-    assert job.counts == {"solutions": 6, "steps_labelled": 14, "rollouts": 14 * 4, "skipped_no_answer": 0}
+    assert job.counts == {
+        "solutions": 6, "steps_labelled": 14, "rollouts": 14 * 4, "truncated": 0, "skipped_no_answer": 0
+    }
     expected = {
         (f"q{i}", j): (round(float(text[5:]) * 4), 4)
         for i, steps in enumerate(rates)
@@ -114,7 +120,7 @@ def test_mc_job_stores_exact_counts_once_and_reruns_add_nothing(
     }
     assert mc_counts(project) == expected
     label = AutoLabel.objects.get(step__solution=solutions[0], step__index=1, kind="mc")
-    assert (label.source, label.score, label.value) == ("scripted", 0.5, None)
+    assert (label.source, label.score, label.value, label.estimate) == ("scripted", 0.5, None, "exhaustive")
 
     # The worker continued the right prefixes, with the item's image, under the policy prompt.
     asked = {r.continuation for r in policy_server.policy.requests}
@@ -149,6 +155,30 @@ def test_mc_job_stores_exact_counts_once_and_reruns_add_nothing(
     assert counts[("q0", 0)] == (2, 2) and counts[("q0", 1)] == (1, 2) and counts[("q0", 2)] == (0, 8)
     assert counts[("q1", 0)] == (2, 2) and counts[("q2", 0)] == (0, 8)
     assert adaptive.counts["rollouts"] < 14 * 8
+    # 2/2 after the first right round is a stopping rule's count, not mc: no score, only the value label.
+    label = AutoLabel.objects.get(step__solution=solutions[0], step__index=1, kind="mc")
+    assert (label.score, label.value, label.estimate) == (None, 1, "adaptive")
+    assert set(AutoLabel.objects.filter(kind="mc").values_list("score", flat=True)) == {None}
+    assert AutoLabel.objects.get(step__solution=solutions[0], step__index=2, kind="mc").value == -1
+
+
+def test_early_stop_leaves_later_steps_unsampled_and_truncated_rollouts_unjudged(
+    celery_worker_process, policy_server, project
+):
+    solution = make_solution(project, "q0", ["rate=1.0", "rate=0.5 cut=2", "rate=0.0", "rate=1.0"])
+    job = finished(
+        mc_job_start(project=project, backend=backend_params(policy_server), k=4, early_stop=True)
+    )
+    assert job.status == "done", job.error
+    # Step 1: 2 right, 2 cut by the token limit (judged neither way); step 2 has mc = 0: step 3 is
+    # never asked for and gets no MC estimate.
+    assert mc_counts(project) == {("q0", 0): (4, 4), ("q0", 1): (2, 2), ("q0", 2): (0, 4)}
+    assert job.counts == {"solutions": 1, "steps_labelled": 3, "rollouts": 12, "truncated": 2, "skipped_no_answer": 0}
+    assert not any("rate=0.0\n\nrate=1.0" in r.continuation for r in policy_server.policy.requests)
+    assert not AutoLabel.objects.filter(step__solution=solution, step__index=3).exists()
+    # A rerun does not sample the early-stopped solution again.
+    again = finished(mc_job_start(project=project, backend=backend_params(policy_server), k=4, early_stop=True))
+    assert again.counts["solutions"] == 0
 
 
 @pytest.fixture
@@ -238,7 +268,7 @@ def test_sampling_job_fills_items_up_to_n_solutions_idempotently(
         )
     )
     assert job.status == "done", job.error
-    assert job.counts == {"items": 3, "solutions": 6, "correct": 3, "empty": 0}
+    assert job.counts == {"items": 3, "solutions": 6, "correct": 3, "empty": 0, "truncated": 0}
     assert sorted(job.chunks.values_list("attempts", flat=True)) == [1, 2]
     right = Solution.objects.get(item__external_id="item0", key="scripted-sample-0")
     assert (right.policy_model, right.final_answer, right.is_correct) == ("scripted", "5", True)
@@ -281,6 +311,7 @@ def test_mc_job_with_a_local_transformers_model(celery_worker_process, project, 
         timeout=120,
     )
     assert job.status == "done", job.error
-    labels = AutoLabel.objects.filter(kind="mc", source="tiny-policy")
-    assert labels.count() == 4 and set(labels.values_list("num_total", flat=True)) == {2}
-    assert job.counts["rollouts"] == 8
+    # A random tiny model never ends within 3 tokens: every rollout is truncated, none is judged,
+    # and no step gets an estimate made of cut-off answers.
+    assert job.counts["rollouts"] == 8 and job.counts["truncated"] == 8
+    assert not AutoLabel.objects.filter(kind="mc", source="tiny-policy").exists()

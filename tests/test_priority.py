@@ -107,3 +107,26 @@ def test_stored_priorities_use_the_live_prm_and_order_the_queue(make_user):
     annotator = make_user("ann")
     add_member(project, annotator, Role.ANNOTATOR)
     assert next_assignment(project=project, annotator=annotator).solution_id == max(stored, key=stored.get)
+
+
+@pytest.mark.django_db
+def test_an_adaptive_labels_stopping_counts_are_not_read_as_an_estimate():
+    project = Project.objects.create(name="adaptive priorities")
+    exhaustive, adaptive = make_solution(project, "q1", ["a"]), make_solution(project, "q2", ["a"])
+    AutoLabel.objects.create(step=exhaustive.steps.get(), kind="mc", source="policy", score=1.0, num_correct=1,
+                             num_total=1, estimate="exhaustive")
+    # One lucky draw, then the adaptive run stopped: a value label, not mc = 1/1.
+    AutoLabel.objects.create(step=adaptive.steps.get(), kind="mc", source="policy", value=1, num_correct=1,
+                             num_total=1, estimate="adaptive")
+    priorities = solution_priority_update(solution_ids=[exhaustive.pk, adaptive.pk])
+    assert priorities[adaptive.pk] == pytest.approx(solution_priority([StepEvidence(mc_value=1)], is_correct=None))
+    assert priorities[exhaustive.pk] == pytest.approx(
+        solution_priority([StepEvidence(mc_score=1.0, mc_correct=1, mc_total=1)], is_correct=None)
+    )
+    assert priorities[adaptive.pk] != pytest.approx(priorities[exhaustive.pk])
+    # The database refuses a score on a stopped estimate.
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AutoLabel.objects.create(step=adaptive.steps.get(), kind="mc", source="other", score=1.0, num_correct=1,
+                                 num_total=1, estimate="adaptive")

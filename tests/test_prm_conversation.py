@@ -15,7 +15,14 @@ from prm.core.conversation import (
     prm_messages,
     render,
 )
-from prm.core.prompts import NEGATIVE_TOKEN, POSITIVE_TOKEN, PRM_SYSTEM_PROMPT
+from prm.core.prompts import (
+    NEGATIVE_TOKEN,
+    POSITIVE_TOKEN,
+    PRM_SYSTEM_PROMPT,
+    SOLUTION_INSTRUCTION,
+    STEPMARK_SYSTEM_PROMPT,
+    policy_prompt,
+)
 from prm.core.tiny_models import build_tiny_backbone
 
 FAMILIES = ["qwen2_vl", "llava"]
@@ -92,12 +99,43 @@ def test_scoring_conversation_has_placeholder_answers_and_no_loss(processor):
     assert bool((encoded.labels == IGNORE_INDEX).all())
 
 
-def test_the_system_prompt_and_first_turn_are_rendered(processor):
+def test_the_system_prompt_and_first_turn_are_rendered_as_the_released_pipeline(processor):
     messages = prm_messages(question=QUESTION, steps=STEPS, answers=["+", "-", "+"], num_images=1)
     text = render(processor, messages)
-    assert PRM_SYSTEM_PROMPT in text
-    assert f"### Question:\n{QUESTION}\n\n### Solution Process:\n{STEPS[0]}" in text
+    assert PRM_SYSTEM_PROMPT in text and PRM_SYSTEM_PROMPT.startswith("You are an advanced AI assistant")
+    assert 'Respond with **"+"** if you believe the solution process is correct up to this step.' in PRM_SYSTEM_PROMPT
+    # The question the PRM reads is the policy's prompt, instruction included.
+    prompt = policy_prompt(QUESTION)
+    assert prompt.startswith(QUESTION) and SOLUTION_INSTRUCTION in prompt
+    assert f"{prompt}\n\n### Solution Process:\n{STEPS[0]}" in text
     assert text.index(STEPS[1]) > text.index(STEPS[0])
+    # The image sits right after "### Question:\n" (the reference's "### Question:\n<image>\n{prompt}").
+    user = messages[1]["content"]
+    assert [part["type"] for part in user] == ["text", "image", "text"]
+    assert user[0]["text"] == "### Question:\n" and user[2]["text"].startswith("\n" + prompt)
+    if "<|image_pad|>" in text:  # Qwen2-VL renders the image where the message puts it
+        assert "### Question:\n<|vision_start|><|image_pad|><|vision_end|>\n" + prompt in text
+
+
+def test_stepmark_prompt_and_bare_question_are_options(processor):
+    messages = prm_messages(
+        question=QUESTION, steps=STEPS, answers=["+"] * 3, num_images=0,
+        system_prompt=STEPMARK_SYSTEM_PROMPT, question_format="question",
+    )
+    text = render(processor, messages)
+    assert STEPMARK_SYSTEM_PROMPT in text and PRM_SYSTEM_PROMPT not in text
+    assert f"### Question:\n{QUESTION}\n\n### Solution Process:\n{STEPS[0]}" in text
+    with pytest.raises(ValueError, match="unknown question format"):
+        prm_messages(question=QUESTION, steps=STEPS, answers=[], num_images=0, question_format="prose")
+
+
+def test_tokenisation_is_pure_and_repeatable(processor):
+    # The same inputs encode to the same ids every time; the options change the question the PRM sees.
+    first = encode_conversation(processor, question=QUESTION, steps=STEPS, images=[_image()])
+    again = encode_conversation(processor, question=QUESTION, steps=STEPS, images=[_image()])
+    assert first.input_ids.tolist() == again.input_ids.tolist() and first.label_positions == again.label_positions
+    with_options = encode_conversation(processor, question=QUESTION, steps=STEPS, images=[_image()], options=["3", "4"])
+    assert len(with_options.input_ids) > len(first.input_ids)
 
 
 def test_images_reach_the_inputs(processor):

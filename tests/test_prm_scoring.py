@@ -118,3 +118,56 @@ def test_aggregate_step_scores():
 def test_unknown_aggregation_is_rejected_at_construction(tmp_path):
     with pytest.raises(ValueError, match="unknown aggregation"):
         PRMScorer(tmp_path, aggregation="median")
+
+
+def _scores_of_batch(scorer: PRMScorer, conversations) -> list[list[float]]:
+    from prm.core.conversation import collate_conversations
+
+    batch = collate_conversations(conversations, pad_token_id=scorer.pad_token_id)
+    with torch.inference_mode():
+        logits = scorer.model(**scorer.to_device(batch.model_inputs)).logits
+    return [scorer.positive_probability(logits[row, positions]).tolist() for row, positions in enumerate(batch.answer_positions)]
+
+
+@pytest.mark.parametrize("order", ["image_first", "text_first"])
+def test_a_batch_mixing_image_and_text_only_conversations_scores_each_as_alone(scorers, images, order):
+    # Training batches mix items with and without images; either order must keep every image.
+    fast, _ = scorers
+    with_image = encode_conversation(fast.processor, question=QUESTION, steps=SOLUTIONS[0], images=images)
+    text_only = encode_conversation(fast.processor, question=QUESTION, steps=SOLUTIONS[2])
+    second_image = encode_conversation(
+        fast.processor, question=QUESTION, steps=SOLUTIONS[1], images=[Image.new("RGB", (80, 60), (10, 40, 220))]
+    )
+    conversations = [with_image, text_only, second_image] if order == "image_first" else [text_only, with_image, second_image]
+    alone = [_scores_of_batch(fast, [conversation])[0] for conversation in conversations]
+    mixed = _scores_of_batch(fast, conversations)
+    for a, b in zip(mixed, alone, strict=True):
+        _assert_close(a, b)
+
+
+def test_the_scorer_reads_a_model_with_the_prompts_it_was_trained_with(tmp_path):
+    import json
+
+    from prm.core.scoring import recorded_prompts
+
+    # A backbone Stepmark did not train: the released pipeline's prompts.
+    assert recorded_prompts(tmp_path) == {"system_prompt": "visualprm", "prm_question": "policy_prompt"}
+    (tmp_path / "train_config.json").write_text(json.dumps({"system_prompt": "stepmark", "prm_question": "question"}))
+    assert recorded_prompts(tmp_path) == {"system_prompt": "stepmark", "prm_question": "question"}
+    # Trained before the prompts were recorded: the short prompt and the bare question it was trained on.
+    (tmp_path / "train_config.json").write_text(json.dumps({"learning_rate": 1e-5}))
+    assert recorded_prompts(tmp_path) == {"system_prompt": "stepmark", "prm_question": "question"}
+
+
+def test_the_prompts_reach_the_model(scorers, images):
+    fast, _ = scorers
+    default = fast.score_steps(question=QUESTION, steps=SOLUTIONS[0], images=images)
+    saved = fast.system_prompt, fast.question_format
+    try:
+        from prm.core.prompts import STEPMARK_SYSTEM_PROMPT
+
+        fast.system_prompt, fast.question_format = STEPMARK_SYSTEM_PROMPT, "question"
+        other = fast.score_steps(question=QUESTION, steps=SOLUTIONS[0], images=images)
+    finally:
+        fast.system_prompt, fast.question_format = saved
+    assert max(abs(a - b) for a, b in zip(default, other, strict=True)) > 1e-4

@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from annotation.models import Assignment, Item, Project, Role, Solution
-from annotation.services import queue
+from annotation.services import queue, statements
 from annotation.services.queue import assignment_skip, next_assignment
 from tests.factories import add_member, make_solution
 
@@ -16,8 +16,8 @@ def _flags(project) -> dict[str, tuple[int, bool]]:
     return {s.key: (s.slots_taken, s.queue_open) for s in Solution.objects.filter(project=project)}
 
 
-def _take_postgresql(project, annotator):
-    return queue._open_or_take_postgresql(project, annotator, None)
+def _take(project, annotator):
+    return queue._open_or_take(project, annotator, None)
 
 
 def test_the_queue_walks_its_partial_index(make_user):
@@ -25,48 +25,47 @@ def test_the_queue_walks_its_partial_index(make_user):
     for i in range(40):
         make_solution(project, f"q{i}", ["a"], key=f"k{i}")
     user = make_user("walker")
-    params = {"project": project.id, "overlap": 2, "user": user.id, "status": Assignment.Status.ASSIGNED, "exclude": 0}
+    params = {
+        "project": project.id, "overlap": 2, "user": user.id, "status": Assignment.Status.ASSIGNED, "exclude": 0,
+        "take": True,
+    }
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE annotation_solution")
         cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + queue._open_or_take_sql(), params)  # planned, not run
+        cursor.execute("EXPLAIN " + statements._next_item_sql(), params)  # planned, not run
         plan = "\n".join(row[0] for row in cursor.fetchall())
     candidate = plan.split("CTE candidate")[1].split("CTE taken")[0]
     assert "solution_queue" in candidate, plan
     assert "Sort" not in candidate, "the index gives the queue order; nothing should be sorted"
 
 
-@pytest.mark.parametrize("take", ["postgresql", "portable"])
-def test_the_open_flag_follows_takes_skips_and_deletes(take, make_user):
+def test_the_open_flag_follows_takes_skips_and_deletes(make_user):
     project = Project.objects.create(name="flags", overlap=2)
     make_solution(project, "q1", ["a"], key="only")
     users = [make_user(f"f{i}") for i in range(3)]
-    taker = _take_postgresql if take == "postgresql" else queue._take_slot_orm
 
-    first = taker(project, users[0])
+    first = _take(project, users[0])
     assert _flags(project) == {"only": (1, True)}
-    taker(project, users[1])
+    _take(project, users[1])
     assert _flags(project) == {"only": (2, False)}, "full: the queue must stop offering it"
-    assert taker(project, users[2]) is None
+    assert _take(project, users[2]) is None
 
     assignment_skip(assignment=first, reason="test")
     assert _flags(project) == {"only": (1, True)}, "a skip gives the slot back"
-    third = taker(project, users[2])
+    third = _take(project, users[2])
     assert third is not None and _flags(project) == {"only": (2, False)}
     Assignment.objects.filter(pk=third.pk).delete()
     assert _flags(project) == {"only": (1, True)}, "a deleted assignment gives its slot back"
 
 
-@pytest.mark.parametrize("take", ["postgresql", "portable"])
-def test_a_stale_open_flag_is_closed_by_the_next_take(take, make_user):
+def test_a_stale_open_flag_is_closed_by_the_next_take(make_user):
     project = Project.objects.create(name="stale", overlap=1)
     make_solution(project, "q1", ["a"], key="full")
     make_solution(project, "q2", ["a"], key="free")
-    taker = _take_postgresql if take == "postgresql" else queue._take_slot_orm
-    taker(project, make_user("first"))
+    _take(project, make_user("first"))
     Solution.objects.filter(key="full").update(queue_open=True)  # as after a release past the overlap
 
-    got = taker(project, make_user("second"))
+    got = _take(project, make_user("second"))
     assert got is not None and got.solution.key == "free"
     assert _flags(project) == {"full": (1, False), "free": (1, False)}
 
@@ -93,7 +92,7 @@ def test_each_solution_knows_its_project(make_user):
     home, away = Project.objects.create(name="home"), Project.objects.create(name="away", overlap=1)
     item = Item.objects.create(project=home, external_id="i1", question="?")
     by_save = Solution.objects.create(item=item, key="saved", response="")
-    # bulk_create with only the item's id (as the portable importer does): filled with one query
+    # bulk_create with only the item's id (as the importer's ORM path does): filled with one query
     by_bulk = Solution.objects.bulk_create([Solution(item_id=item.id, key="bulk", response="")])[0]
     assert by_save.project_id == home.id and Solution.objects.get(pk=by_bulk.pk).project_id == home.id
 

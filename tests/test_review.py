@@ -5,7 +5,8 @@ import pytest
 from annotation.models import AutoLabel, GoldLabel, LabelChange, Project, Role
 from annotation.review import review_queue
 from annotation.services.labels import step_label_set
-from annotation.services.queue import assignment_submit, next_assignment
+from annotation.services.queue import next_assignment
+from annotation.services.submit import assignment_submit
 from tests.conftest import log_in, screenshot
 from tests.factories import add_member, make_solution
 

@@ -125,7 +125,21 @@ class SampleJobForm(BackendForm, SelectionForm):
 class MCJobForm(BackendForm, SelectionForm):
     strategy = forms.ChoiceField(choices=[(s, s.replace("_", " ")) for s in mc.STRATEGIES], initial="exhaustive")
     k = forms.IntegerField(min_value=1, max_value=256, initial=mc.DEFAULT_K, label="Completions per step (K)")
-    groups = (SELECTION_GROUP, BACKEND_GROUP, ("Estimate", ("strategy", "k")))
+    max_steps = forms.TypedChoiceField(
+        choices=[(n, f"{n}" + (" (VisualPRM)" if n == mc.DEFAULT_MAX_STEPS else " (VisualPRM400K-v1.1)"))
+                 for n in mc.MAX_STEPS_CHOICES],
+        coerce=int,
+        required=False,
+        empty_value=mc.DEFAULT_MAX_STEPS,
+        initial=mc.DEFAULT_MAX_STEPS,
+        label="Steps estimated at most (longer solutions are merged)",
+    )
+    early_stop = forms.BooleanField(
+        required=False,
+        initial=False,
+        label="Early stop: leave the steps after the first with mc = 0 unsampled (the released pipeline's default)",
+    )
+    groups = (SELECTION_GROUP, BACKEND_GROUP, ("Estimate", ("strategy", "k", "max_steps", "early_stop")))
 
 
 class PrelabelJobForm(SelectionForm):

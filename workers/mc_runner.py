@@ -83,7 +83,7 @@ class SolutionOracle:
         self.calls = 0
         self.heartbeat = heartbeat  # called after every round, so a long solution keeps its lease
 
-    def __call__(self, requests: list[tuple[Sequence[str], int]]) -> list[list[bool]]:
+    def __call__(self, requests: list[tuple[Sequence[str], int]]) -> list[list[mc.Outcome]]:
         self.calls += 1
         generation_requests = []
         for prefix_steps, k in requests:
@@ -102,8 +102,14 @@ class SolutionOracle:
         if self.heartbeat is not None:
             self.heartbeat()
         options = self.item.options or None
+        # A truncated rollout has no final answer: None, not judged (mc.py leaves it out of mc_i).
         return [
-            [self.judge(request.continuation + text, self.item.answer, options=options)[1] for text in texts]
+            [
+                None
+                if completion.truncated
+                else self.judge(request.continuation + completion.text, self.item.answer, options=options)[1]
+                for completion in texts
+            ]
             for request, texts in zip(generation_requests, completions, strict=True)
         ]
 
@@ -127,15 +133,15 @@ def run_mc_label(chunk: JobChunk) -> dict:
         .order_by("pk")
     )
     if not params.get("overwrite"):
-        # Solutions whose steps all carry this source's MC label already are done (an earlier job).
-        labelled = AutoLabel.objects.filter(kind=AutoLabel.Kind.MC, source=source).values("step_id")
-        unlabelled = set(
-            Step.objects.filter(solution__in=solutions)
-            .exclude(pk__in=labelled)
-            .values_list("solution_id", flat=True)
+        # A chunk stores all of its solutions' labels at once, so a solution with any label of this
+        # source was estimated already (with early stop, the steps after mc = 0 stay unlabelled).
+        labelled = set(
+            AutoLabel.objects.filter(kind=AutoLabel.Kind.MC, source=source, step__solution__in=solutions)
+            .values_list("step__solution_id", flat=True)
+            .distinct()
         )
-        solutions = [solution for solution in solutions if solution.pk in unlabelled]
-    counts = {"solutions": 0, "steps_labelled": 0, "rollouts": 0, "skipped_no_answer": 0}
+        solutions = [solution for solution in solutions if solution.pk not in labelled]
+    counts = {"solutions": 0, "steps_labelled": 0, "rollouts": 0, "truncated": 0, "skipped_no_answer": 0}
     labels: list[AutoLabel] = []
     for solution in solutions:
         _check_not_cancelled(chunk)
@@ -158,36 +164,54 @@ def run_mc_label(chunk: JobChunk) -> dict:
             k=params["k"],
             round_size=params.get("round_size", mc.DEFAULT_ROUND_SIZE),
             max_steps=params.get("max_steps", mc.DEFAULT_MAX_STEPS),
+            early_stop=params.get("early_stop", False),
         )
-        for step, estimate in zip(steps, result.per_step(), strict=True):
-            labels.append(_mc_label(step, estimate, source=source))
+        solution_labels = [
+            label
+            for step, estimate in zip(steps, result.per_step(), strict=True)
+            if (label := mc_label(step, estimate, source=source, strategy=result.strategy)) is not None
+        ]
+        labels.extend(solution_labels)
         counts["solutions"] += 1
-        counts["steps_labelled"] += len(steps)
+        counts["steps_labelled"] += len(solution_labels)
         counts["rollouts"] += result.rollouts
+        counts["truncated"] += result.truncated
     with transaction.atomic():
         AutoLabel.objects.bulk_create(
             labels,
             update_conflicts=True,
             unique_fields=["step", "kind", "source"],
-            update_fields=["score", "value", "num_correct", "num_total"],
+            update_fields=["score", "value", "num_correct", "num_total", "estimate"],
         )
         chunk_finish(chunk=chunk, counts=counts)
     return counts
 
 
-def _mc_label(step: Step, estimate: mc.StepEstimate, *, source: str) -> AutoLabel:
+STRATEGY_ESTIMATES = {
+    "exhaustive": AutoLabel.Estimate.EXHAUSTIVE,
+    "adaptive": AutoLabel.Estimate.ADAPTIVE,
+    "binary_search": AutoLabel.Estimate.FIRST_ERROR,
+}
+
+
+def mc_label(step: Step, estimate: mc.StepEstimate, *, source: str, strategy: str) -> AutoLabel | None:
+    """The AutoLabel of one step's estimate, or None for a step that was not estimated (after an early
+    stop, or every rollout truncated). Only an exhaustive estimate carries a score (mc_i); the
+    others keep their counts beside the value label they give ("any completion right?")."""
+    kind = STRATEGY_ESTIMATES[strategy]
+    label = AutoLabel(step=step, kind=AutoLabel.Kind.MC, source=source, estimate=kind)
     if estimate.sampled:
-        # Counts only: value and advantage labels are derived from them when read.
-        return AutoLabel(
-            step=step,
-            kind=AutoLabel.Kind.MC,
-            source=source,
-            score=estimate.mc,
-            num_correct=estimate.num_correct,
-            num_total=estimate.num_total,
-        )
-    # A binary-search step that was never sampled: its inferred sign, and no counts to pretend.
-    return AutoLabel(step=step, kind=AutoLabel.Kind.MC, source=source, value=mc.value_label(estimate))
+        label.num_correct, label.num_total = estimate.num_correct, estimate.num_total
+        if mc.gives_estimates(strategy):
+            label.score = estimate.mc  # value and advantage labels are derived from it when read
+        else:
+            label.value = mc.value_label(estimate)
+        return label
+    if estimate.inferred_positive is not None:
+        # A binary-search step that was never sampled: its inferred sign, and no counts to pretend.
+        label.value = mc.value_label(estimate)
+        return label
+    return None
 
 
 def sample_key(policy: str, index: int) -> str:
@@ -230,19 +254,23 @@ def run_sample_solutions(chunk: JobChunk) -> dict:
         plans.append((item, missing))
     _check_not_cancelled(chunk)
     responses = backend.generate(requests) if requests else []
-    counts = {"items": len(items), "solutions": 0, "correct": 0, "empty": 0}
+    counts = {"items": len(items), "solutions": 0, "correct": 0, "empty": 0, "truncated": 0}
     solutions, step_texts = [], []
-    for (item, missing), texts in zip(plans, responses, strict=True):
-        for key, response in zip(missing, texts, strict=True):
+    for (item, missing), completions in zip(plans, responses, strict=True):
+        for key, completion in zip(missing, completions, strict=True):
+            response = completion.text
             steps = split_steps(response, max_steps=max_steps)
             if not steps:
                 counts["empty"] += 1  # nothing to label; a later run samples this key again
                 continue
-            answer, is_correct = (
-                judge_response(response, item.answer, options=item.options or None)
-                if item.answer.strip()
-                else (None, None)
-            )
+            if completion.truncated:
+                # Cut by the token limit: kept for step labels, but its final answer is not judged.
+                counts["truncated"] += 1
+                answer, is_correct = None, None
+            elif item.answer.strip():
+                answer, is_correct = judge_response(response, item.answer, options=item.options or None)
+            else:
+                answer, is_correct = None, None
             solutions.append(
                 Solution(
                     item=item,
@@ -251,7 +279,7 @@ def run_sample_solutions(chunk: JobChunk) -> dict:
                     response=response,
                     final_answer=answer or "",
                     is_correct=is_correct,
-                    metadata={"job": chunk.job_id, "sampling": asdict(sampling)},
+                    metadata={"job": chunk.job_id, "sampling": asdict(sampling), "truncated": completion.truncated},
                 )
             )
             step_texts.append(steps)

@@ -38,6 +38,7 @@ def mc_job_start(
     k: int = mc.DEFAULT_K,
     round_size: int = mc.DEFAULT_ROUND_SIZE,
     max_steps: int = mc.DEFAULT_MAX_STEPS,
+    early_stop: bool = False,
     sampling: dict | None = None,
     source: str | None = None,
     overwrite: bool = False,
@@ -46,8 +47,11 @@ def mc_job_start(
 ) -> Job:
     """Label the steps of a project's solutions (all, or `solution_ids`) with MC estimates.
 
-    Labels are stored as AutoLabel(kind="mc", source=`source`, default the policy's name); steps
-    already labelled by that source are skipped unless `overwrite`.
+    Labels are stored as AutoLabel(kind="mc", source=`source`, default the policy's name,
+    estimate=how they were obtained); solutions already labelled by that source are skipped unless
+    `overwrite`. `sampling` overrides the reference's (temperature 1.0, top_p 1.0, top_k 50, 4096
+    new tokens). `early_stop` (the released pipeline's default, off as VisualPRM400K-v1.1 was built)
+    leaves the steps after the first with mc = 0 unsampled and unlabelled.
     """
     if strategy not in mc.STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(mc.STRATEGIES)}; got {strategy!r}")
@@ -68,6 +72,7 @@ def mc_job_start(
         "k": k,
         "round_size": round_size,
         "max_steps": max_steps,
+        "early_stop": bool(early_stop),
         "backend": backend,
         "sampling": asdict(sampling_params),
         "source": source or backend_label(backend),

@@ -7,7 +7,9 @@ sign without counts) and one PRM label (p = P(+) of the live PRM). Per step i:
 - MC uncertainty  u_mc_i = std of the Beta(c + 1, n - c + 1) posterior of mc_i, divided by the
   std of the uniform prior (1 / sqrt(12)), so in [0, 1]. It is small near the 0/1 edges and with
   many samples, large in the middle and with few samples (n=16, c=16: 0.18; c=8: 0.40; n=2, c=1:
-  0.77). An inferred label without counts counts 0.5; a missing MC label counts 0.5 (unknown).
+  0.77). Only exhaustive (or imported) counts are read so: an adaptive or first-error label's
+  counts come from a stopping rule (1/1 after one lucky draw), so it counts as a value label
+  without counts, 0.5, like an inferred label; a missing MC label counts 0.5 (unknown).
 - PRM uncertainty u_prm_i = 1 - |2 p_i - 1|: 1 at p = 0.5, 0 at the edges; missing: 0.5.
 - Disagreement    d_i = |v_i - p_i| when both exist (a confident PRM contradicting the MC label
   gives ~1, agreement ~0); 0.5 when either is missing.
@@ -114,7 +116,8 @@ def solution_priority_update(*, solution_ids: Iterable[int], threshold: float = 
     """Recompute and store the priority of these solutions; returns {solution id: priority}.
 
     The PRM label used is the project's live version's when a step has one, else the step's newest
-    PRM label; the MC label is the one with most samples (an inferred one only when none has counts).
+    PRM label; the MC label is an exhaustive (or imported) estimate with most samples, else a value
+    label (adaptive, first-error) with its counts ignored.
     """
     solutions = list(
         Solution.objects.filter(pk__in=list(solution_ids)).select_related("item").only("pk", "is_correct", "item__project_id")
@@ -126,17 +129,22 @@ def solution_priority_update(*, solution_ids: Iterable[int], threshold: float = 
     labels = (
         AutoLabel.objects.filter(step__solution__in=solutions)
         .filter(Q(kind=AutoLabel.Kind.PRM, score__isnull=False) | Q(kind=AutoLabel.Kind.MC))
-        .values_list("step_id", "step__solution_id", "kind", "source", "score", "value", "num_correct", "num_total")
+        .values_list(
+            "step_id", "step__solution_id", "kind", "source", "score", "value", "num_correct", "num_total", "estimate"
+        )
         .order_by("created_at", "pk")
     )
     prm: dict[int, tuple[bool, float]] = {}  # step -> (from the live version?, score)
     mc: dict[int, tuple] = {}
-    for step_id, solution_id, kind, source, score, value, correct, total in labels:
+    for step_id, solution_id, kind, source, score, value, correct, total, estimate in labels:
         if kind == AutoLabel.Kind.PRM:
             is_live = live.get(project_of[solution_id]) == source
             if is_live or not prm.get(step_id, (False, 0.0))[0]:
                 prm[step_id] = (is_live, score)
-        elif step_id not in mc or (total or 0) >= (mc[step_id][2] or 0):
+            continue
+        if estimate in AutoLabel.STOPPED_ESTIMATES:
+            correct = total = None  # a stopping rule's counts: the value label alone is evidence
+        if step_id not in mc or (total or 0) >= (mc[step_id][2] or 0):
             mc[step_id] = (score, correct, total, value)
     steps_of: dict[int, list[int]] = {solution.pk: [] for solution in solutions}
     for step_id, solution_id in Step.objects.filter(solution__in=solutions).order_by("index").values_list("pk", "solution_id"):

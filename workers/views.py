@@ -83,6 +83,8 @@ def mc_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
             solution_ids=form.selected_ids,
             strategy=data["strategy"],
             k=data["k"],
+            max_steps=data["max_steps"],
+            early_stop=data["early_stop"],
             user=request.user,
         )
 

@@ -21,16 +21,20 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.api import labelling_serializers as shapes
-from annotation.label_targets import label_target
 from annotation.labelling_reads import item_images, solution_work
 from annotation.models import Assignment, HumanLabel, Item, Project, Solution, Step
 from annotation.permissions import assignment_for_member, project_for_member, project_role
 from annotation.progress import project_summary, user_project_summaries
 from annotation.review import review_queue, review_rows
 from annotation.review_views import project_for_reviewer
-from annotation.services.label_save import AssignmentClosed, assignment_step_label_set
-from annotation.services.labels import LabelRejected, gold_label_set, step_label_clear
+from annotation.services.label_save import (
+    AssignmentClosed,
+    assignment_step_label_clear,
+    assignment_step_label_set,
+)
+from annotation.services.labels import LabelRejected, gold_label_set
 from annotation.services.queue import SubmitRejected, assignment_skip, next_assignment
+from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
 from annotation.visibility import sees_machine_hints, sees_reference_answer
 
@@ -114,6 +118,16 @@ def _solution_payload(solution: Solution, request: Request, project: Project) ->
         "policy_model": solution.policy_model,
         "item": _item_payload(solution.item, request, with_answer=with_answer, images=images),
         "steps": steps,
+    }
+
+
+def _label_saved_payload(saved) -> dict:
+    """LabelSavedSerializer's shape, built directly (label saves are the most frequent request)."""
+    return {
+        "step_id": saved.target.step_id,
+        "index": saved.target.step_index,
+        "value": saved.write.value,
+        "missing_step_ids": saved.missing_step_ids,
     }
 
 
@@ -248,6 +262,7 @@ class NextAssignmentView(APIView):
         payload = {
             "assignment": _assignment_payload(assignment),
             "solution": _solution_payload(assignment.solution, request, project),
+            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=request.user.pk),
         }
         return Response(payload, status=status.HTTP_201_CREATED)  # shaped as AssignmentWithSolutionSerializer
 
@@ -266,6 +281,7 @@ class AssignmentLabelsView(APIView):
             "assignment": _assignment_payload(assignment),
             "labelled": sum(1 for label in labels if label["value"] is not None),
             "labels": labels,
+            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=request.user.pk),
         }
         return Response(shapes.MyLabelsSerializer(payload).data)
 
@@ -279,7 +295,7 @@ class AssignmentStepLabelView(APIView):
         description="Set my label of one step. Only my own labels change; other annotators' are never touched.",
         parameters=[PROJECT_ID, ASSIGNMENT_ID, STEP_ID],
         request=shapes.LabelValueSerializer,
-        responses={200: shapes.MyLabelSerializer, 400: BAD_REQUEST, 409: FINISHED},
+        responses={200: shapes.LabelSavedSerializer, 400: BAD_REQUEST, 409: FINISHED},
     )
     def put(self, request, project_id: int, assignment_id: int, step_id: int):
         try:
@@ -294,21 +310,22 @@ class AssignmentStepLabelView(APIView):
             return _finished_status(exc.status)
         except LabelRejected as exc:
             return Response({"error": f"value: {exc}", "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
-        target = saved.target
-        return _small_json(request, {"step_id": target.step_id, "index": target.step_index, "value": saved.write.value})
+        return _small_json(request, _label_saved_payload(saved))
 
     @extend_schema(
         operation_id="assignment_step_label_clear",
-        description="Clear my label of one step.",
+        description="Clear my label of one step (clearing a step with no label changes nothing).",
         parameters=[PROJECT_ID, ASSIGNMENT_ID, STEP_ID],
-        responses={204: OpenApiResponse(description="Cleared (or there was none)."), 409: FINISHED},
+        responses={200: shapes.LabelSavedSerializer, 409: FINISHED},
     )
     def delete(self, request, project_id: int, assignment_id: int, step_id: int):
-        target = label_target(user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id)
-        if not target.is_open:
-            return _finished_status(target.assignment_status)
-        step_label_clear(step_id=target.step_id, annotator_id=request.user.pk)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        try:
+            cleared = assignment_step_label_clear(
+                user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id
+            )
+        except AssignmentClosed as exc:
+            return _finished_status(exc.status)
+        return _small_json(request, _label_saved_payload(cleared))
 
 
 class AssignmentSubmitView(APIView):

@@ -112,10 +112,21 @@ class AssignmentSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+MISSING_HELP = (
+    "Ids of the steps I must still label before submitting, in order: all steps, or in first-error projects "
+    "those up to the first incorrect one. Empty: submit may go ahead."
+)
+
+
+def _missing_step_ids():
+    return serializers.ListField(child=serializers.IntegerField(), help_text=MISSING_HELP)
+
+
 class AssignmentWithSolutionSerializer(serializers.Serializer):
     # Nested rather than inherited: one component owns the status enum, so its schema name is stable.
     assignment = AssignmentSerializer()
     solution = SolutionSerializer()
+    missing_step_ids = _missing_step_ids()
 
 
 class MyLabelSerializer(serializers.Serializer):
@@ -124,10 +135,15 @@ class MyLabelSerializer(serializers.Serializer):
     value = serializers.IntegerField(allow_null=True, help_text=LABEL_HELP + " Null: not labelled yet.")
 
 
+class LabelSavedSerializer(MyLabelSerializer):
+    missing_step_ids = _missing_step_ids()
+
+
 class MyLabelsSerializer(serializers.Serializer):
     assignment = AssignmentSerializer()
     labelled = serializers.IntegerField()
     labels = MyLabelSerializer(many=True)
+    missing_step_ids = _missing_step_ids()
 
 
 class LabelValueSerializer(serializers.Serializer):

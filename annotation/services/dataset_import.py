@@ -149,13 +149,12 @@ def dataset_import(
 class _BatchWriter:
     """Stores parsed solutions batch by batch inside the caller's transaction.
 
-    On PostgreSQL items, solutions, steps and labels go in with COPY (several times faster than
-    INSERT for millions of steps), their ids reserved from the tables' sequences so steps can
-    name their solution and labels their step. Other databases (SQLite, the embedded default)
-    use bulk_create; both store the same rows.
+    Items, solutions, steps and labels go in with COPY (several times faster than INSERT for
+    millions of steps), their ids reserved from the tables' sequences so steps can name their
+    solution and labels their step.
     """
 
-    # Tests turn this off to compare the COPY path with the portable one on PostgreSQL.
+    # Tests turn this off to check COPY stores what the ORM's bulk_create would, row for row.
     use_copy: bool = True
 
     def __init__(self, *, project: Project, source: ImportSource, written_files: list[str], progress):
@@ -168,7 +167,7 @@ class _BatchWriter:
         self.items_created: set[int] = set()  # item pks this import created: no stored solutions to look up
         self.image_ids: dict[str, int] = {}  # source path -> image pk
         self.seen: dict[tuple[str, str], int] = {}  # (item external id, solution key) -> line
-        self.copy = self.use_copy and connection.vendor == "postgresql"
+        self.copy = self.use_copy
         self.sequences: dict[str, str] = {}  # table -> its id sequence
         self.analyze_registered = False
 
@@ -349,6 +348,7 @@ class _BatchWriter:
                         value=label.value,
                         num_correct=label.num_correct,
                         num_total=label.num_total,
+                        estimate=imported_estimate(label.kind),
                     )
                     for step, label in zip(solution_steps, parsed.auto, strict=True)
                     if label is not None
@@ -391,13 +391,15 @@ class _BatchWriter:
                     gold_rows.append((step_id, gold[index], imported, parsed.gold_origin, now, now))
                 if auto is not None and (label := auto[index]) is not None:
                     auto_rows.append((
-                        step_id, label.kind, label.source, label.score, label.value, label.num_correct, label.num_total, now,
+                        step_id, label.kind, label.source, label.score, label.value, label.num_correct, label.num_total,
+                        imported_estimate(label.kind), now,
                     ))
         self._copy(Solution, ("id", "item_id", "project_id", "key", "policy_model", "response", "final_answer", "is_correct",
                               "metadata", "priority", "created_at"), solution_rows)
         self._copy(Step, ("id", "solution_id", "index", "text"), step_rows)
         self._copy(GoldLabel, ("step_id", "value", "source", "origin", "created_at", "updated_at"), gold_rows)
-        self._copy(AutoLabel, ("step_id", "kind", "source", "score", "value", "num_correct", "num_total", "created_at"), auto_rows)
+        self._copy(AutoLabel, ("step_id", "kind", "source", "score", "value", "num_correct", "num_total", "estimate",
+                               "created_at"), auto_rows)
         self._count(solutions=len(solution_rows), steps=len(step_rows), gold=len(gold_rows), auto=len(auto_rows))
         if not self.analyze_registered and self.result.steps_created >= ANALYZE_AFTER_STEPS:
             # Planner statistics lag a bulk load until autovacuum catches up; stale ones make the
@@ -440,6 +442,12 @@ class _BatchWriter:
         with connection.wrap_database_errors, connection.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def imported_estimate(kind: str) -> str:
+    """AutoLabel.estimate of an imported label: a dataset's MC counts (VisualPRM400K Raw) were sampled
+    exhaustively, so they carry their score; other kinds are no MC estimate."""
+    return AutoLabel.Estimate.IMPORTED_COUNTS if kind == AutoLabel.Kind.MC else AutoLabel.Estimate.NONE
 
 
 def _analyze_imported_tables() -> None:

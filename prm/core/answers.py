@@ -148,13 +148,17 @@ def normalise_text(text: str) -> str:
 
 _UNIT_WORDS = (
     r"degrees?|deg|cm\^?2?|mm|km|m\^?[23]?|kg|g|units?|square\s+units|sq\s*units|"
-    r"cm²|m²|cm³|m³|minutes?|min|hours?|h|seconds?|s|years?|days?|times|people|ways|points"
+    r"cm²|m²|cm³|m³|minutes?|min|hours?|h|seconds?|s|years?|days?|times|people|ways|points|"
+    r"dollars?|euros?|pounds?|yuan|usd|eur|gbp|rmb"
 )
+# A currency sign before the amount: "\$5", "$5.00" (a lone "$" is not LaTeX's delimiter here), "€3".
+_CURRENCY_PREFIX = re.compile(r"^(-?)\s*(?:\\\$|US\$|\$|€|£|¥)\s*")
 
 
 def _as_number(text: str) -> float | None:
     """A plain number with its unit stripped (30°, 30^\\circ, 50%, 1,234 cm), or None."""
     text = _strip_latex_wrappers(text)
+    text = _CURRENCY_PREFIX.sub(r"\1", text)
     text = text.replace("\\%", "%").replace("\\,", "").replace("{,}", "").replace("\\ ", " ")
     text = re.sub(r"\^\s*\{?\\circ\}?|°|\\degree", "", text)
     text = re.sub(r"\\mathrm\{\s*~?\s*([a-zA-Z]+)\s*\}", r" \1", text)
@@ -227,9 +231,11 @@ _LETTER_FORMS = (
 _LETTER_PREFIX = re.compile(r"^(?:\((?P<p1>[A-Z])\)|(?P<p2>[A-Z])[.:)])\s*(?P<rest>.+)$", re.DOTALL)
 
 
-def _is_bare_letter(option: str) -> bool:
-    """Options that are only a label ("A", "(B)"): their content is in the image."""
-    return re.fullmatch(r"\(?[A-Z]\)?", option.strip()) is not None
+def _is_label_only(option: str, letter: str) -> bool:
+    """An option that is only its own label ("A" or "(A)" as option A): its content is in the image.
+    A single letter that is not its own label ("Q" as option B, "Which point ...?") is a value."""
+    match = re.fullmatch(r"\(?([A-Z])\)?", option.strip())
+    return match is not None and match.group(1) == letter
 
 
 def _option_letters(options: Sequence[str]) -> str:
@@ -261,7 +267,7 @@ def option_letter(answer: str, options: Sequence[str]) -> str | None:
     matches = [
         letter
         for letter, option in zip(letters, options, strict=True)
-        if not _is_bare_letter(option)
+        if not _is_label_only(option, letter)
         and (
             _texts_equivalent(text, option)
             or (without_article != text and _texts_equivalent(without_article, option))
@@ -273,7 +279,7 @@ def option_letter(answer: str, options: Sequence[str]) -> str | None:
     match = re.match(r"^([A-Z])\s+(.+)$", text)
     if match and match.group(1) in letters:
         option = options[letters.index(match.group(1))]
-        if not _is_bare_letter(option) and _texts_equivalent(match.group(2), option):
+        if not _is_label_only(option, match.group(1)) and _texts_equivalent(match.group(2), option):
             return match.group(1)
     return None
 
@@ -282,7 +288,7 @@ def _contradicts_option(stated: str, letter: str, options: Sequence[str]) -> boo
     """Whether the value stated beside a letter ("(B) 1800°") is not what option B says."""
     letters = _option_letters(options)
     option = options[letters.index(letter)]
-    if _is_bare_letter(option) or _texts_equivalent(stated, option):
+    if _is_label_only(option, letter) or _texts_equivalent(stated, option):
         return False
     stated_number, option_number = _as_number(stated), _as_number(option)
     if stated_number is not None and option_number is not None:
@@ -290,18 +296,32 @@ def _contradicts_option(stated: str, letter: str, options: Sequence[str]) -> boo
     return any(
         _texts_equivalent(stated, other)
         for other_letter, other in zip(letters, options, strict=True)
-        if other_letter != letter and not _is_bare_letter(other)
+        if other_letter != letter and not _is_label_only(other, other_letter)
     )
 
 
 # --------------------------------------------------------------------------- equivalence
 
 
+_WORDS = re.compile(r"[a-z]+(?:[\s'-]+[a-z]+)*")
+
+
+def _is_words(text: str) -> bool:
+    """Letters only, more than one of them ("cat", "right angle"): words, not a product of symbols."""
+    normalised = normalise_text(text)
+    return len(normalised) > 1 and _WORDS.fullmatch(normalised) is not None
+
+
 def _texts_equivalent(predicted: str, reference: str) -> bool:
+    """Each kind of answer by the rule that fits it: words as text, numbers as numbers, the rest
+    (expressions, LaTeX, intervals) by math-verify."""
     if not predicted.strip() or not reference.strip():
         return False
     if normalise_text(predicted) == normalise_text(reference):
         return True
+    if _is_words(predicted) or _is_words(reference):
+        # sympy would read "act" as a*c*t and call it equal to "cat".
+        return False
     predicted_number, reference_number = _as_number(predicted), _as_number(reference)
     if predicted_number is not None and reference_number is not None:
         return _numbers_close(predicted_number, reference_number)
@@ -326,7 +346,9 @@ def answers_equivalent(
             if chosen is not None:
                 return chosen == reference_letter
             reference_text = options[letters.index(reference_letter)]
-            return not _is_bare_letter(reference_text) and _texts_equivalent(predicted, reference_text)
+            return not _is_label_only(reference_text, reference_letter) and _texts_equivalent(
+                predicted, reference_text
+            )
     return _texts_equivalent(predicted, reference)
 
 

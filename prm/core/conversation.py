@@ -1,7 +1,8 @@
 """The VisualPRM conversation, rendered through a backbone's own processor and chat template.
 
-system: PRM prompt; user: "### Question:\\n{q}\\n\\n### Solution Process:\\n{step_0}" with the images;
-assistant: "+" or "-"; user: step_1; assistant: "+" or "-"; ...
+system: PRM prompt; user: "### Question:\\n<images>\\n{policy prompt}\\n\\n### Solution Process:\\n{step_0}";
+assistant: "+" or "-"; user: step_1; assistant: "+" or "-"; ... (prm.core.prompts has the texts and
+the options: the system prompt, and whether the question is the policy's prompt or the bare question)
 
 `encode_conversation` returns the token ids the model sees and, for each step, the index of its
 label token and of the position whose logits predict it. Positions are found from the rendered text
@@ -19,7 +20,14 @@ from typing import Any
 
 import torch
 
-from prm.core.prompts import NEGATIVE_TOKEN, POSITIVE_TOKEN, PRM_SYSTEM_PROMPT, first_turn
+from prm.core.prompts import (
+    DEFAULT_QUESTION_FORMAT,
+    NEGATIVE_TOKEN,
+    POSITIVE_TOKEN,
+    PRM_SYSTEM_PROMPT,
+    first_turn_content,
+    prm_question,
+)
 
 IGNORE_INDEX = -100
 # Keys a processor returns that run along the token axis and so are padded, not concatenated.
@@ -58,18 +66,25 @@ class ConversationBatch:
 
 
 def prm_messages(
-    *, question: str, steps: Sequence[str], answers: Sequence[str], num_images: int
+    *,
+    question: str,
+    steps: Sequence[str],
+    answers: Sequence[str],
+    num_images: int,
+    options: Sequence[str] = (),
+    system_prompt: str = PRM_SYSTEM_PROMPT,
+    question_format: str = DEFAULT_QUESTION_FORMAT,
 ) -> list[dict]:
-    """Chat messages of the PRM conversation; `answers` may be shorter than `steps` (a truncated dialogue)."""
+    """Chat messages of the PRM conversation; `answers` may be shorter than `steps` (a truncated dialogue).
+
+    `question` is the item's question; the PRM reads it as `question_format` says (by default the
+    policy's prompt, instruction included, as the released pipeline)."""
     if not steps:
         raise ValueError("a solution needs at least one step")
+    text = prm_question(question, options=options, question_format=question_format)
     messages: list[dict[str, Any]] = [
-        {"role": "system", "content": [{"type": "text", "text": PRM_SYSTEM_PROMPT}]},
-        {
-            "role": "user",
-            "content": [{"type": "image"} for _ in range(num_images)]
-            + [{"type": "text", "text": first_turn(question, steps[0])}],
-        },
+        {"role": "system", "content": [{"type": "text", "text": system_prompt}]},
+        {"role": "user", "content": first_turn_content(text, steps[0], num_images=num_images)},
     ]
     for index, step in enumerate(steps):
         if index > 0:
@@ -145,6 +160,9 @@ def encode_conversation(
     images: Sequence[Any] = (),
     step_labels: Sequence[bool | None] | None = None,
     label_ids: LabelTokenIds | None = None,
+    options: Sequence[str] = (),
+    system_prompt: str = PRM_SYSTEM_PROMPT,
+    question_format: str = DEFAULT_QUESTION_FORMAT,
 ) -> EncodedConversation:
     """Tokenize the full conversation (one assistant answer per step) with the backbone's processor.
 
@@ -156,7 +174,15 @@ def encode_conversation(
     label_ids = label_ids or label_token_ids(processor)
     labels_per_step = list(step_labels) if step_labels is not None else [None] * len(steps)
     answers = [NEGATIVE_TOKEN if label is False else POSITIVE_TOKEN for label in labels_per_step]
-    messages = prm_messages(question=question, steps=steps, answers=answers, num_images=len(images))
+    messages = prm_messages(
+        question=question,
+        steps=steps,
+        answers=answers,
+        num_images=len(images),
+        options=options,
+        system_prompt=system_prompt,
+        question_format=question_format,
+    )
     text = render(processor, messages)
     char_offsets = _answer_char_offsets(processor, messages, text)
 
@@ -226,10 +252,18 @@ def collate_conversations(
         "input_ids": padded([c.input_ids for c in conversations], pad_token_id),
         "attention_mask": padded([c.attention_mask for c in conversations], 0),
     }
-    for key in conversations[0].token_inputs:
-        model_inputs[key] = padded([c.token_inputs[key] for c in conversations], 0)
-    for key in conversations[0].pixel_inputs:
-        model_inputs[key] = torch.cat([c.pixel_inputs[key] for c in conversations], dim=0)
+    # Keys from every conversation, not the first: a batch may mix image and text-only conversations.
+    token_keys = sorted({key for c in conversations for key in c.token_inputs})
+    for key in token_keys:
+        # A conversation without this per-token input (no images) gets zeros: "text token" in Qwen2-VL's
+        # mm_token_type_ids, the only such key a text-only conversation may lack.
+        model_inputs[key] = padded(
+            [c.token_inputs.get(key, torch.zeros_like(c.input_ids)) for c in conversations], 0
+        )
+    pixel_keys = sorted({key for c in conversations for key in c.pixel_inputs})
+    for key in pixel_keys:
+        # Pixel inputs stack the images of the batch in order; text-only conversations add none.
+        model_inputs[key] = torch.cat([c.pixel_inputs[key] for c in conversations if key in c.pixel_inputs], dim=0)
     return ConversationBatch(
         model_inputs=model_inputs,
         labels=padded([c.labels for c in conversations], IGNORE_INDEX),

@@ -23,18 +23,48 @@ from prm.core.conversation import (
     render,
 )
 from prm.core.metrics import AGGREGATIONS, Aggregation, aggregate_step_scores  # noqa: F401 - re-exported
-from prm.core.prompts import POSITIVE_TOKEN
+from prm.core.prompts import (
+    DEFAULT_QUESTION_FORMAT,
+    DEFAULT_SYSTEM_PROMPT,
+    POSITIVE_TOKEN,
+    system_prompt_text,
+)
+
+# A model trained before the prompts were recorded: Stepmark's short system prompt, the bare question.
+LEGACY_PROMPTS = {"system_prompt": "stepmark", "prm_question": "question"}
+
+
+def recorded_prompts(directory: str | Path) -> dict[str, str]:
+    """The system prompt and question format a PRM was trained with (its train_config.json), or the
+    reference's for a backbone that Stepmark did not train."""
+    import json
+
+    path = Path(directory) / "train_config.json"
+    if not path.is_file():
+        return {"system_prompt": DEFAULT_SYSTEM_PROMPT, "prm_question": DEFAULT_QUESTION_FORMAT}
+    recorded = json.loads(path.read_text())
+    return {key: recorded.get(key, legacy) for key, legacy in LEGACY_PROMPTS.items()}
 
 
 class _Backbone:
     """Model, processor and label token ids loaded from a backbone folder."""
 
     def __init__(
-        self, directory: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        self,
+        directory: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        system_prompt: str | None = None,
+        question_format: str | None = None,
     ):
         from transformers import AutoModelForImageTextToText
 
         self.directory = Path(directory)
+        # Scored with the prompts it was trained with unless told otherwise.
+        recorded = recorded_prompts(self.directory)
+        self.system_prompt = system_prompt_text(system_prompt or recorded["system_prompt"])
+        self.question_format = question_format or recorded["prm_question"]
         self.device = torch.device(device)
         self.processor = load_processor(self.directory)
         self.model = AutoModelForImageTextToText.from_pretrained(self.directory, dtype=dtype).to(self.device)
@@ -65,16 +95,25 @@ class PRMScorer(_Backbone):
         dtype: torch.dtype = torch.float32,
         aggregation: Aggregation = "mean",
         batch_size: int = 8,
+        system_prompt: str | None = None,
+        question_format: str | None = None,
     ):
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}; choose from {AGGREGATIONS}")
-        super().__init__(directory, device=device, dtype=dtype)
+        super().__init__(
+            directory, device=device, dtype=dtype, system_prompt=system_prompt, question_format=question_format
+        )
         self.aggregation = aggregation
         self.batch_size = batch_size
 
     @torch.inference_mode()
     def score_solutions(
-        self, *, question: str, solutions: Sequence[Sequence[str]], images: Sequence[Any] = ()
+        self,
+        *,
+        question: str,
+        solutions: Sequence[Sequence[str]],
+        images: Sequence[Any] = (),
+        options: Sequence[str] = (),
     ) -> list[list[float]]:
         """Step scores P("+") for each solution (a list of steps) to `question`."""
         scores: list[list[float]] = []
@@ -82,7 +121,14 @@ class PRMScorer(_Backbone):
             chunk = solutions[start : start + self.batch_size]
             conversations = [
                 encode_conversation(
-                    self.processor, question=question, steps=steps, images=images, label_ids=self.label_ids
+                    self.processor,
+                    question=question,
+                    steps=steps,
+                    images=images,
+                    label_ids=self.label_ids,
+                    options=options,
+                    system_prompt=self.system_prompt,
+                    question_format=self.question_format,
                 )
                 for steps in chunk
             ]
@@ -93,8 +139,10 @@ class PRMScorer(_Backbone):
                 scores.append(probabilities.cpu().tolist())
         return scores
 
-    def score_steps(self, *, question: str, steps: Sequence[str], images: Sequence[Any] = ()) -> list[float]:
-        return self.score_solutions(question=question, solutions=[steps], images=images)[0]
+    def score_steps(
+        self, *, question: str, steps: Sequence[str], images: Sequence[Any] = (), options: Sequence[str] = ()
+    ) -> list[float]:
+        return self.score_solutions(question=question, solutions=[steps], images=images, options=options)[0]
 
     def score_responses(
         self, *, question: str, solutions: Sequence[Sequence[str]], images: Sequence[Any] = ()
@@ -110,7 +158,9 @@ class ReferenceScorer(_Backbone):
     """One forward pass per step: the conversation up to step i ends in the generation prompt."""
 
     @torch.inference_mode()
-    def score_steps(self, *, question: str, steps: Sequence[str], images: Sequence[Any] = ()) -> list[float]:
+    def score_steps(
+        self, *, question: str, steps: Sequence[str], images: Sequence[Any] = (), options: Sequence[str] = ()
+    ) -> list[float]:
         scores = []
         for index in range(len(steps)):
             messages = prm_messages(
@@ -118,6 +168,9 @@ class ReferenceScorer(_Backbone):
                 steps=steps[: index + 1],
                 answers=[POSITIVE_TOKEN] * index,
                 num_images=len(images),
+                options=options,
+                system_prompt=self.system_prompt,
+                question_format=self.question_format,
             )
             text = render(self.processor, messages, add_generation_prompt=True)
             inputs = self.processor(

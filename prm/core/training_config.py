@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from prm.core.prompts import DEFAULT_QUESTION_FORMAT, DEFAULT_SYSTEM_PROMPT, QUESTION_FORMATS, SYSTEM_PROMPTS
+
 LabelLoss = Literal["pair", "vocab"]
 LABEL_LOSSES: tuple[str, ...] = ("pair", "vocab")
 
@@ -47,6 +49,15 @@ class TrainConfig:
     gradient_checkpointing: bool | None = _help("Recompute activations in backward; None: on with a GPU.", None)
     seed: int = _help("Seed of the weights LoRA adds, dropout and the data order.", 0)
     max_steps_per_solution: int = _help("Longer solutions are merged into this many steps (VisualPRM: 12).", 12)
+    system_prompt: str = _help(
+        'PRM system prompt: "visualprm" (the released pipeline\'s, verbatim) or "stepmark" (a shorter text).',
+        DEFAULT_SYSTEM_PROMPT,
+    )
+    prm_question: str = _help(
+        'What the PRM reads after "### Question:": "policy_prompt" (the policy\'s prompt, instruction '
+        'included, as the released pipeline) or "question" (the bare question and its options).',
+        DEFAULT_QUESTION_FORMAT,
+    )
     checkpoint_every: int = _help("Save a resumable checkpoint every N optimizer steps.", 50)
     checkpoints_kept: int = _help("How many of the latest checkpoints stay on disk.", 2)
 
@@ -64,6 +75,10 @@ class TrainConfig:
             problems.append("max_steps must be at least 1 or None")
         if self.label_loss not in LABEL_LOSSES:
             problems.append(f"label_loss must be one of {LABEL_LOSSES}")
+        if self.system_prompt not in SYSTEM_PROMPTS:
+            problems.append(f"system_prompt must be one of {tuple(SYSTEM_PROMPTS)}")
+        if self.prm_question not in QUESTION_FORMATS:
+            problems.append(f"prm_question must be one of {QUESTION_FORMATS}")
         if problems:
             raise ValueError("; ".join(problems))
 

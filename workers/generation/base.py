@@ -11,26 +11,60 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from workers.errors import PermanentJobError
 
+# VisualPRM's released pipeline samples Monte Carlo rollouts with these (temperature 1.0, top_k 50,
+# top_p 1.0, 4096 new tokens).
+REFERENCE_TOP_K = 50
+REFERENCE_MAX_NEW_TOKENS = 4096
+
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """Exactly how to sample. Every back end passes all of these explicitly, so a model's own
+    generation_config.json (Qwen2-VL-Instruct ships top_k 1, top_p 0.001, temperature 0.01) never
+    replaces them. temperature <= 0 is greedy decoding; top_k 0 keeps every token."""
+
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 1024
+    top_k: int = REFERENCE_TOP_K
+    max_new_tokens: int = REFERENCE_MAX_NEW_TOKENS
     seed: int | None = None
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
 
     @classmethod
     def from_dict(cls, params: dict | None) -> SamplingParams:
         params = params or {}
-        unknown = set(params) - {"temperature", "top_p", "max_new_tokens", "seed"}
+        known = {f.name for f in fields(cls)}
+        unknown = set(params) - known
         if unknown:
-            raise PermanentJobError(f"unknown sampling parameters: {sorted(unknown)}")
-        return cls(**params)
+            raise PermanentJobError(f"unknown sampling parameters: {sorted(unknown)}; known: {sorted(known)}")
+        sampling = cls(**params)
+        problems = []
+        if not 0 < sampling.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {sampling.top_p}")
+        if sampling.top_k < 0:
+            problems.append(f"top_k must be 0 (off) or positive, got {sampling.top_k}")
+        if sampling.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be at least 1, got {sampling.max_new_tokens}")
+        if problems:
+            raise PermanentJobError("; ".join(problems))
+        return sampling
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation: its new text, and whether the token limit cut it (no end of sequence):
+    a truncated rollout has no final answer to judge."""
+
+    text: str
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,8 +80,8 @@ class GenerationBackend(ABC):
     name: str = "backend"
 
     @abstractmethod
-    def generate(self, requests: list[GenerationRequest]) -> list[list[str]]:
-        """For each request, its `n` completions (new text only)."""
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        """For each request, its `n` completions (new text only, and whether each was truncated)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook: back ends holding a GPU free it here
         pass

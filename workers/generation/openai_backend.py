@@ -1,8 +1,11 @@
 """Any OpenAI-compatible /v1/chat/completions server (vLLM's `vllm serve`, SGLang, ...).
 
 Images travel as data URLs. A partial assistant message is continued with vLLM's extra
-parameters `continue_final_message: true, add_generation_prompt: false`. Requests run
-concurrently so the server can batch them. Stdlib urllib only.
+parameters `continue_final_message: true, add_generation_prompt: false`; top_k travels as vLLM's
+extra sampling parameter. A server fills what a request leaves out from its own defaults (`vllm
+serve` reads the model's generation_config.json unless started with `--generation-config vllm`),
+so every sampling parameter is sent. A choice with finish_reason "length" is a truncated
+completion. Requests run concurrently so the server can batch them. Stdlib urllib only.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from workers.errors import PermanentJobError, TransientJobError
-from workers.generation.base import GenerationBackend, GenerationRequest, as_png_bytes
+from workers.generation.base import Completion, GenerationBackend, GenerationRequest, as_png_bytes
 
 # Worth a retry: the server is overloaded, restarting or timed out.
 TRANSIENT_HTTP_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -49,7 +52,10 @@ def chat_payload(request: GenerationRequest, *, model: str) -> dict:
         "n": request.n,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,
+        # vLLM's extra parameter (the OpenAI client's extra_body): -1 turns top-k off.
+        "top_k": sampling.top_k or -1,
         "max_tokens": sampling.max_new_tokens,
+        "repetition_penalty": 1.0,
     }
     if sampling.seed is not None:
         payload["seed"] = sampling.seed
@@ -103,16 +109,19 @@ class OpenAIBackend(GenerationBackend):
         except json.JSONDecodeError as exc:
             raise TransientJobError(f"{method} {self.base_url}{path}: the reply is not JSON: {exc}") from exc
 
-    def _complete(self, request: GenerationRequest) -> list[str]:
+    def _complete(self, request: GenerationRequest) -> list[Completion]:
         reply = self._call(
             "POST", "/chat/completions", chat_payload(request, model=self.model), timeout=self.timeout
         )
         choices = sorted(reply.get("choices", []), key=lambda choice: choice.get("index", 0))
         if len(choices) != request.n:
             raise TransientJobError(f"asked for {request.n} completions, the server returned {len(choices)}")
-        return [choice["message"].get("content") or "" for choice in choices]
+        return [
+            Completion(text=choice["message"].get("content") or "", truncated=choice.get("finish_reason") == "length")
+            for choice in choices
+        ]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[str]]:
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         if len(requests) <= 1:
             return [self._complete(request) for request in requests]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:

@@ -52,6 +52,9 @@ def request_from_payload(payload: dict) -> GenerationRequest:
     sampling = SamplingParams(
         temperature=float(payload.get("temperature", 1.0)),
         top_p=float(payload.get("top_p", 1.0)),
+        # vLLM's extra parameter; absent (as from a plain OpenAI client) means no top-k cut, and
+        # vLLM's -1 means the same.
+        top_k=max(0, int(payload.get("top_k") or 0)),
         max_new_tokens=int(payload.get("max_tokens") or 256),
         seed=payload.get("seed"),
     )
@@ -98,7 +101,7 @@ def make_handler(backend: GenerationBackend, model: str, lock: contextlib.Abstra
                 return
             try:
                 with lock:
-                    (texts,) = backend.generate([request])
+                    (completions,) = backend.generate([request])
             except TransientJobError as exc:  # overloaded or out of memory: the client should retry
                 self._reply(503, {"error": {"message": str(exc)}})
                 return
@@ -106,8 +109,12 @@ def make_handler(backend: GenerationBackend, model: str, lock: contextlib.Abstra
                 self._reply(400, {"error": {"message": str(exc)}})
                 return
             choices = [
-                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                for i, text in enumerate(texts)
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": completion.text},
+                    "finish_reason": "length" if completion.truncated else "stop",
+                }
+                for i, completion in enumerate(completions)
             ]
             self._reply(
                 200,

@@ -1,7 +1,10 @@
 """A local model folder through transformers `generate` (CPU or GPU), batched.
 
 Prompts sharing sampling parameters and `n` are batched (left padding) with
-num_return_sequences=n. On CUDA out-of-memory the batch is halved and retried; a single prompt
+num_return_sequences=n. Every sampling parameter is passed to `generate` explicitly: transformers
+fills whatever is not passed from the model's generation_config.json, which for instruction-tuned
+checkpoints is often near-greedy (Qwen2-VL-Instruct: top_k 1, top_p 0.001, temperature 0.01) and
+would make every Monte Carlo rollout identical. On CUDA out-of-memory the batch is halved and retried; a single prompt
 that still does not fit is a TransientJobError (the chunk retries later, maybe on a freer GPU).
 """
 
@@ -14,7 +17,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from workers.errors import PermanentJobError, TransientJobError
-from workers.generation.base import GenerationBackend, GenerationRequest, as_pil, with_continuation
+from workers.generation.base import (
+    Completion,
+    GenerationBackend,
+    GenerationRequest,
+    SamplingParams,
+    as_pil,
+    with_continuation,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,13 +72,32 @@ def _free_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
+# Sampling knobs a generation_config.json may set that the job does not name: held at their neutral
+# values so that the job's parameters are exactly what shapes the distribution.
+NEUTRAL_SAMPLING = {"repetition_penalty": 1.0, "typical_p": 1.0, "no_repeat_ngram_size": 0}
+
+
+def generate_kwargs(sampling: SamplingParams) -> dict:
+    """The keyword arguments of `model.generate` for `sampling`, every one given explicitly."""
+    if not sampling.do_sample:
+        return {"do_sample": False, "max_new_tokens": sampling.max_new_tokens, "temperature": None,
+                "top_p": None, "top_k": None, **NEUTRAL_SAMPLING}
+    return {
+        "do_sample": True,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "top_k": sampling.top_k,
+        "max_new_tokens": sampling.max_new_tokens,
+        **NEUTRAL_SAMPLING,
+    }
+
+
 class TransformersBackend(GenerationBackend):
     def __init__(self, *, model_path: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8):
-        import torch
-
         directory = Path(model_path)
         if not (directory / "config.json").is_file():
             raise PermanentJobError(f"model path {model_path!r} is not a model folder (no config.json there)")
+        import torch  # after the cheap check: a bad path fails at once, without loading torch first
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -108,8 +137,8 @@ class TransformersBackend(GenerationBackend):
             request.messages, tokenize=False, add_generation_prompt=True
         )
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[str]]:
-        results: list[list[str]] = [[] for _ in requests]
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        results: list[list[Completion]] = [[] for _ in requests]
         groups: dict[tuple, list[int]] = {}
         for index, request in enumerate(requests):
             # The seed does not split groups: a batch is seeded with its first request's seed.
@@ -130,7 +159,7 @@ class TransformersBackend(GenerationBackend):
                 results[index] = texts
         return results
 
-    def _generate_batch(self, batch: list[GenerationRequest], sampling, n: int) -> list[list[str]]:
+    def _generate_batch(self, batch: list[GenerationRequest], sampling: SamplingParams, n: int) -> list[list[Completion]]:
         import torch
 
         texts = [self.prompt_text(request) for request in batch]
@@ -142,21 +171,30 @@ class TransformersBackend(GenerationBackend):
         inputs = {key: value.to(self.device) for key, value in inputs.items()}
         if batch[0].sampling.seed is not None:
             torch.manual_seed(batch[0].sampling.seed)
-        greedy = sampling.temperature <= 0
+        # Greedy decoding gives one answer however many are asked for: decode once, repeat it.
+        per_prompt = n if sampling.do_sample else 1
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs,
-                do_sample=not greedy,
-                temperature=None if greedy else sampling.temperature,
-                top_p=None if greedy else sampling.top_p,
-                max_new_tokens=sampling.max_new_tokens,
-                num_return_sequences=n,
+                **generate_kwargs(sampling),
+                num_return_sequences=per_prompt,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        decoded = self.tokenizer.batch_decode(
-            output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-        )
-        return [decoded[i * n : (i + 1) * n] for i in range(len(batch))]
+        if per_prompt != n:
+            output = output.repeat_interleave(n, dim=0)
+        generated = output[:, inputs["input_ids"].shape[1] :]
+        decoded = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+        # No end-of-sequence token among the new ones: the token limit cut the completion.
+        ended = torch.isin(generated, torch.tensor(self.eos_token_ids, device=generated.device)).any(dim=1).tolist()
+        completions = [Completion(text=text, truncated=not end) for text, end in zip(decoded, ended, strict=True)]
+        return [completions[i * n : (i + 1) * n] for i in range(len(batch))]
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [eos] if isinstance(eos, int) else list(eos)
 
     def close(self) -> None:
         del self.model

@@ -12,15 +12,19 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from workers.errors import PermanentJobError, TransientJobError
 from workers.generation.base import (
+    Completion,
     GenerationBackend,
     GenerationRequest,
     as_pil,
     as_png_bytes,
     with_continuation,
 )
+
+T = TypeVar("T")
 
 
 def _prompt_identity(request: GenerationRequest) -> str:
@@ -53,21 +57,25 @@ def vllm_inputs(
             prompt["multi_modal_data"] = {"image": [as_pil(image) for image in request.images]}
         prompts.append(prompt)
         params = request.sampling
+        # Every parameter explicit (vLLM's own defaults, not the model's generation_config.json,
+        # fill a SamplingParams built here); top_k -1 is "off" in every vLLM version.
         sampling.append(
             {
                 "n": request.n,
                 "temperature": params.temperature,
                 "top_p": params.top_p,
+                "top_k": params.top_k or -1,
                 "max_tokens": params.max_new_tokens,
+                "repetition_penalty": 1.0,
                 "seed": params.seed,
             }
         )
     return order, prompts, sampling
 
 
-def restore_order(order: list[int], outputs: list[list[str]]) -> list[list[str]]:
+def restore_order(order: list[int], outputs: list[list[T]]) -> list[list[T]]:
     """Outputs produced in submission order, put back in request order."""
-    restored: list[list[str]] = [[] for _ in order]
+    restored: list[list[T]] = [[] for _ in order]
     for position, index in enumerate(order):
         restored[index] = outputs[position]
     return restored
@@ -114,7 +122,7 @@ class VLLMBackend(GenerationBackend):
             request.messages, tokenize=False, add_generation_prompt=True
         )
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[str]]:
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         import torch
         from vllm import SamplingParams
 
@@ -125,5 +133,8 @@ class VLLMBackend(GenerationBackend):
             )
         except torch.cuda.OutOfMemoryError as exc:
             raise TransientJobError(f"vLLM ran out of GPU memory: {exc}") from exc
-        texts = [[completion.text for completion in output.outputs] for output in outputs]
-        return restore_order(order, texts)
+        completions = [
+            [Completion(text=c.text, truncated=c.finish_reason == "length") for c in output.outputs]
+            for output in outputs
+        ]
+        return restore_order(order, completions)
