@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count
 
 from annotation.api.streaming import export_response
@@ -22,7 +24,9 @@ from annotation.models import (
     Step,
 )
 from annotation.selectors import ExportFilters
+from annotation.services.assignments import assignment_delete, user_delete
 from annotation.services.dataset_export import EXPORT_FORMATS
+from annotation.services.projects import item_save, project_save
 from annotation.services.queue import solution_slots_recount
 
 
@@ -59,6 +63,9 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(description="items", ordering="item_count")
     def item_count(self, obj) -> int:
         return obj.item_count
+
+    def save_model(self, request, obj, form, change):
+        project_save(project=obj)  # an edited overlap reopens or closes the queue
 
     def has_export_permission(self, request) -> bool:
         # The admin is staff-only already; say so here too, so the action never outlives that rule.
@@ -98,6 +105,9 @@ class ItemAdmin(admin.ModelAdmin):
     list_select_related = ["project"]
     inlines = [ItemImageInline]
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        item_save(item=obj)  # an item moved to another project takes its solutions along
 
 
 @admin.register(ItemImage)
@@ -196,6 +206,12 @@ class AssignmentAdmin(admin.ModelAdmin):
         # An edited status or gold-check flag changes whether the assignment holds a queue slot.
         solution_slots_recount(solution_ids=[obj.solution_id, *([form.initial["solution"]] if change else [])])
 
+    def delete_model(self, request, obj):
+        assignment_delete(assignment_ids=[obj.pk])  # its slot goes back to the queue
+
+    def delete_queryset(self, request, queryset):
+        assignment_delete(assignment_ids=queryset.values_list("pk", flat=True))
+
 
 @admin.register(LabelChange)
 class LabelChangeAdmin(admin.ModelAdmin):
@@ -206,3 +222,18 @@ class LabelChangeAdmin(admin.ModelAdmin):
     autocomplete_fields = ["changed_by", "annotator"]
     list_select_related = ["step", "changed_by", "annotator"]
     show_full_result_count = False
+
+
+# People are deleted through the service, so the queue slots their assignments held are freed.
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    def delete_model(self, request, obj):
+        user_delete(user_ids=[obj.pk])
+
+    def delete_queryset(self, request, queryset):
+        user_delete(user_ids=queryset.values_list("pk", flat=True))

@@ -3,34 +3,34 @@ from django.urls import path
 from annotation.api import labelling, views
 
 app_name = "api"
-_ASSIGNMENT = "projects/<int:project_id>/assignments/<int:assignment_id>/"
-_REVIEW_SOLUTION = "projects/<int:project_id>/review/solutions/<int:solution_id>/"
+_ASSIGNMENT = "projects/<id:project_id>/assignments/<id:assignment_id>/"
+_REVIEW_SOLUTION = "projects/<id:project_id>/review/solutions/<id:solution_id>/"
 urlpatterns: list = [
-    path("projects/<int:project_id>/imports/", views.ProjectImportsView.as_view(), name="project-imports"),
+    path("projects/<id:project_id>/imports/", views.ProjectImportsView.as_view(), name="project-imports"),
     path(
-        "projects/<int:project_id>/exports/<str:format_name>/",
+        "projects/<id:project_id>/exports/<str:format_name>/",
         views.ProjectExportView.as_view(),
         name="project-export",
     ),
     # Labelling and review (annotation.api.labelling).
     path("projects/", labelling.ProjectListView.as_view(), name="projects"),
-    path("projects/<int:project_id>/", labelling.ProjectDetailView.as_view(), name="project"),
-    path("projects/<int:project_id>/items/", labelling.ProjectItemsView.as_view(), name="project-items"),
+    path("projects/<id:project_id>/", labelling.ProjectDetailView.as_view(), name="project"),
+    path("projects/<id:project_id>/items/", labelling.ProjectItemsView.as_view(), name="project-items"),
     path(
-        "projects/<int:project_id>/solutions/<int:solution_id>/",
+        "projects/<id:project_id>/solutions/<id:solution_id>/",
         labelling.SolutionDetailView.as_view(),
         name="project-solution",
     ),
-    path("projects/<int:project_id>/next/", labelling.NextAssignmentView.as_view(), name="project-next"),
+    path("projects/<id:project_id>/next/", labelling.NextAssignmentView.as_view(), name="project-next"),
     path(_ASSIGNMENT + "labels/", labelling.AssignmentLabelsView.as_view(), name="assignment-labels"),
     path(
-        _ASSIGNMENT + "steps/<int:step_id>/label/",
+        _ASSIGNMENT + "steps/<id:step_id>/label/",
         labelling.AssignmentStepLabelView.as_view(),
         name="assignment-step-label",
     ),
     path(_ASSIGNMENT + "submit/", labelling.AssignmentSubmitView.as_view(), name="assignment-submit"),
     path(_ASSIGNMENT + "skip/", labelling.AssignmentSkipView.as_view(), name="assignment-skip"),
-    path("projects/<int:project_id>/review/", labelling.ReviewQueueView.as_view(), name="review-queue"),
+    path("projects/<id:project_id>/review/", labelling.ReviewQueueView.as_view(), name="review-queue"),
     path(_REVIEW_SOLUTION, labelling.ReviewSolutionView.as_view(), name="review-solution"),
-    path(_REVIEW_SOLUTION + "steps/<int:step_id>/gold/", labelling.ReviewGoldView.as_view(), name="review-gold"),
+    path(_REVIEW_SOLUTION + "steps/<id:step_id>/gold/", labelling.ReviewGoldView.as_view(), name="review-gold"),
 ]

@@ -6,4 +6,6 @@ class AnnotationConfig(AppConfig):
     verbose_name = "Annotation"
 
     def ready(self) -> None:
-        from annotation import signals  # noqa: F401  (registers the receivers)
+        from stepmark.converters import register_id_converter
+
+        register_id_converter()  # before any URL conf is read: every app's routes use `<id:...>`

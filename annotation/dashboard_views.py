@@ -8,8 +8,8 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from annotation import charts
+from annotation.access import project_for_reviewer
 from annotation.dashboard import REFERENCES, Dashboard, project_dashboard
-from annotation.review_views import project_for_reviewer
 
 REFERENCE_COLORS = {"MC": "#0072b2", "PRM": "#e69f00", "Gold": "#009e73"}
 PROGRESS_COLORS = ("#1f8a4c", "#9fd3b2", "#e3e6eb")

@@ -14,10 +14,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
-from annotation.models import Assignment, HumanLabel, Image, Membership
-from annotation.permissions import assignment_for_member, project_for_member
+from annotation.access import assignment_for_member, project_for_member
+from annotation.labelling_reads import labelling_screen, open_assignment_id
+from annotation.models import Assignment, Image, Membership
 from annotation.services.label_save import (
     AssignmentClosed,
     assignment_step_label_clear,
@@ -32,35 +33,47 @@ from annotation.services.queue import (
 )
 from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
-from annotation.visibility import sees_machine_hints, step_hints
 
 
+@require_http_methods(["GET", "POST"])
 @login_required
 def next_item(request: HttpRequest, project_id: int) -> HttpResponse:
+    """GET shows my open item (or a button to take one); only POST takes a new item from the queue.
+
+    A GET must not change state: a link or image on another site would otherwise hand out items.
+    """
     project = project_for_member(request.user, project_id)
+    if request.method == "GET":
+        open_id = open_assignment_id(project_id=project.id, annotator_id=request.user.pk)
+        if open_id is not None:
+            return redirect("label", project_id=project.id, assignment_id=open_id)
+        return render(request, "annotation/next_item.html", {"project": project})
+    return _take_next(request, project)
+
+
+def _take_next(request: HttpRequest, project) -> HttpResponse:
     assignment = next_assignment(project=project, annotator=request.user)
     if assignment is None:
+        if request.headers.get("HX-Request"):
+            return _hx_redirect(reverse("next-item", kwargs={"project_id": project.id}))
         return render(request, "annotation/queue_empty.html", {"project": project})
-    return redirect("label", project_id=project.id, assignment_id=assignment.id)
+    url = reverse("label", kwargs={"project_id": project.id, "assignment_id": assignment.id})
+    return _hx_redirect(url) if request.headers.get("HX-Request") else redirect(url)
 
 
-def _step_rows(assignment: Assignment, show_hints: bool) -> list[dict]:
-    steps = list(assignment.solution.steps.order_by("index"))
-    mine = dict(
-        HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value")
-    )
-    hints = step_hints([s.id for s in steps]) if show_hints else {}
-    return [{"step": s, "value": mine.get(s.id), "hints": hints.get(s.id, {})} for s in steps]
+def _hx_redirect(url: str) -> HttpResponse:
+    response = HttpResponse(status=204)
+    response["HX-Redirect"] = url
+    return response
 
 
 @login_required
 def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> HttpResponse:
     assignment = assignment_for_member(request.user, project_id, assignment_id)
     solution = assignment.solution
-    item = solution.item
-    project = item.project
-    show_hints = sees_machine_hints(request.user, project)
-    rows = _step_rows(assignment, show_hints)
+    project = solution.project
+    screen = labelling_screen(user=request.user, project=project, solution=solution)
+    rows = [{"step": step, "value": step["value"], "hints": step["hints"] or {}} for step in screen.steps]
     guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
     return render(
         request,
@@ -69,13 +82,13 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
             "project": project,
             "assignment": assignment,
             "solution": solution,
-            "item": item,
-            "images": list(item.item_images.select_related("image").order_by("position")),
+            "item": screen.item,
+            "screen": screen,
             "rows": rows,
-            "show_hints": show_hints,
+            "show_hints": screen.sees_hints,
             "guidelines_html": guidelines_html,
             "done": assignment.status != Assignment.Status.ASSIGNED,
-            "labelled": sum(1 for r in rows if r["value"] is not None),
+            "labelled": screen.labelled,
             "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=assignment.annotator_id),
         },
     )
@@ -100,9 +113,9 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
             )
         target, value = saved.target, saved.write.value
     except AssignmentClosed:
-        return HttpResponse("This item is already finished.", status=409)
+        return _plain("This item is already finished.", status=409)
     except LabelRejected as exc:
-        return HttpResponse(f"Bad label: {exc}", status=400)
+        return _plain(f"Bad label: {exc}", status=400)  # plain text: the value is the sender's, never markup
     if not request.headers.get("HX-Request"):
         return redirect("label", project_id=project_id, assignment_id=assignment_id)
     # The row is drawn from what the save already read: no second round of queries.
@@ -122,6 +135,10 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
     # The steps still to label before submit, decided on the server (the page need not derive the rule).
     response["X-Missing-Step-Ids"] = json.dumps(saved.missing_step_ids)
     return response
+
+
+def _plain(text: str, *, status: int) -> HttpResponse:
+    return HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
 
 
 def _int_or_text(raw: str) -> int | str:
@@ -151,7 +168,7 @@ def submit(request: HttpRequest, project_id: int, assignment_id: int) -> HttpRes
         )
     except (SubmitRejected, AssignmentClosed) as exc:
         if request.headers.get("HX-Request"):
-            return HttpResponse(str(exc), status=422)
+            return _plain(str(exc), status=422)
         from django.contrib import messages
 
         messages.error(request, str(exc))
@@ -170,7 +187,7 @@ def skip(request: HttpRequest, project_id: int, assignment_id: int) -> HttpRespo
             flag_bad_problem=request.POST.get("flag") == "1",
         )
     except SubmitRejected as exc:
-        return HttpResponse(str(exc), status=409)
+        return _plain(str(exc), status=409)
     return _to_next(request, project_id)
 
 
@@ -184,12 +201,8 @@ def heartbeat(request: HttpRequest, project_id: int, assignment_id: int) -> Http
 
 
 def _to_next(request: HttpRequest, project_id: int) -> HttpResponse:
-    url = reverse("next-item", kwargs={"project_id": project_id})
-    if request.headers.get("HX-Request"):
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
+    """After a submit or skip (a POST already), straight on to the next item."""
+    return _take_next(request, project_for_member(request.user, project_id))
 
 
 def _token_user(request: HttpRequest):
@@ -232,7 +245,7 @@ def prefetch_next(request: HttpRequest, project_id: int, assignment_id: int) -> 
     from django.http import JsonResponse
 
     current = assignment_for_member(request.user, project_id, assignment_id)
-    project = current.solution.item.project
+    project = current.solution.project
     upcoming = next_assignment(project=project, annotator=request.user, exclude=current)
     if upcoming is None:
         return JsonResponse({"url": None, "images": []})

@@ -1,139 +1,147 @@
-"""The reads behind next item and submit, in plain SQL (see stepmark.rows for why).
+"""What an annotator is shown, and the reads behind next item and submit.
 
-The pages and the REST API share them, so an annotator's every move costs the same few queries;
-`solution_work` returns the images and the steps together (one round trip on PostgreSQL).
+`labelling_screen` is the one selector of the labelling screen: the page and the REST API both
+render it, so they show the same question, images, steps, labels, hints and reference answer.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from dataclasses import dataclass
 
-import orjson
-from django.db import connection
+from django.db.models import FilteredRelation, Q
 
-from annotation.models import (
-    Assignment,
-    AutoLabel,
-    HumanLabel,
-    Image,
-    Item,
-    ItemImage,
-    Project,
-    Solution,
-    Step,
-)
-from annotation.visibility import hints_entry
+from annotation.access import sees_machine_hints, sees_reference_answer
+from annotation.models import Assignment, AutoLabel, Item, ItemImage, Project, Solution, Step
 from stepmark import rows
 
-
-def _all(sql: str, params: list) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM)
 
 
-def open_assignment_id(*, project_id: int, annotator_id: int, exclude_id: int | None = None) -> int | None:
-    """The annotator's oldest unfinished assignment in the project."""
-    a, s = Assignment._meta.db_table, Solution._meta.db_table
-    found = _all(
-        f"SELECT a.id FROM {a} a JOIN {s} s ON s.id = a.solution_id "
-        f"WHERE a.annotator_id = %s AND a.status = %s AND s.project_id = %s AND a.id <> %s "
-        f"ORDER BY a.created_at, a.id LIMIT 1",
-        [annotator_id, Assignment.Status.ASSIGNED, project_id, exclude_id or 0],
+@dataclass(frozen=True)
+class LabellingScreen:
+    item: Item
+    answer: str | None  # the reference answer; None where the user may not see it
+    images: list[tuple[int, str, int, int]]  # (position, sha256, width, height), in order
+    steps: list[dict]  # id, index, text, hints (None where hidden), value (the user's label or None)
+    sees_hints: bool
+
+    @property
+    def labelled(self) -> int:
+        return sum(1 for step in self.steps if step["value"] is not None)
+
+
+def labelling_screen(*, user, project: Project, solution: Solution) -> LabellingScreen:
+    """`solution` (its item loaded) as `user` may see it in `project`, with the user's own labels."""
+    with_hints = sees_machine_hints(user, project)
+    item = solution.item
+    return LabellingScreen(
+        item=item,
+        answer=item.answer if sees_reference_answer(user, project) else None,
+        images=item_images(item_id=item.pk),
+        steps=steps_for_labelling(solution_id=solution.pk, with_hints=with_hints, annotator_id=user.pk),
+        sees_hints=with_hints,
     )
-    return found[0][0] if found else None
 
 
-def assignment_with_work(*, assignment_id: int, project: Project, annotator) -> Assignment:
-    """The assignment with its solution and item loaded (and the given project and annotator attached)."""
-    a, s, i = Assignment._meta.db_table, Solution._meta.db_table, Item._meta.db_table
-    (row,) = _all(
-        f"SELECT {rows.columns(Assignment, 'a')}, {rows.columns(Solution, 's')}, {rows.columns(Item, 'i')} "
-        f"FROM {a} a JOIN {s} s ON s.id = a.solution_id JOIN {i} i ON i.id = s.item_id WHERE a.id = %s",
-        [assignment_id],
-    )
-    return assignment_from_row(row, project=project, annotator=annotator)
+def hints_entry(
+    entry: dict, *, kind: str, source: str, score: float | None, right: int | None, total: int | None
+) -> None:
+    """Add one machine label to a step's hints: the MC estimate with its counts, or the PRM score."""
+    if kind == AutoLabel.Kind.MC:
+        entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
+    elif kind == AutoLabel.Kind.PRM:
+        entry["prm"] = {"score": score, "source": source}
 
 
-def assignment_from_row(row, *, project: Project, annotator) -> Assignment:
-    """An assignment from a row of `columns(Assignment), columns(Solution), columns(Item)`, all linked."""
-    assignment, solution, item = rows.instances(row, Assignment, Solution, Item)
-    item.project, solution.item, assignment.solution, assignment.annotator = project, item, solution, annotator
-    return assignment
+def step_hints(step_ids: list[int]) -> dict[int, dict]:
+    """Machine hints per step: the MC estimate with its counts and the PRM score (the latest of each kind)."""
+    hints: dict[int, dict] = {}
+    for step_id, kind, source, score, right, total in (
+        AutoLabel.objects.filter(step_id__in=step_ids, kind__in=HINT_KINDS)
+        .order_by("id")
+        .values_list("step_id", "kind", "source", "score", "num_correct", "num_total")
+    ):
+        hints_entry(hints.setdefault(step_id, {}), kind=kind, source=source, score=score, right=right, total=total)
+    return hints
 
 
-def steps_for_labelling(*, solution_id: int, with_hints: bool) -> list[dict]:
-    """The solution's steps in order: id, index, text and (when shown) the machine hints."""
-    found = _all(
-        f'SELECT st.id, st."index", st.text, al.kind, al.source, al.score, al.num_correct, al.num_total '
-        f"FROM {Step._meta.db_table} st LEFT JOIN {AutoLabel._meta.db_table} al "
-        f"ON al.step_id = st.id AND %s AND al.kind IN (%s, %s) "
-        f'WHERE st.solution_id = %s ORDER BY st."index", al.id',
-        [with_hints, AutoLabel.Kind.MC, AutoLabel.Kind.PRM, solution_id],
-    )
-    return _steps(found, with_hints=with_hints)
+def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int | None = None) -> list[dict]:
+    """The solution's steps in order: id, index, text, the annotator's label and (when shown) the hints.
 
-
-def _steps(found, *, with_hints: bool) -> list[dict]:
-    """Step rows (id, index, text, then one hint's kind, source, score, right, total or NULLs) as dicts."""
-    steps: dict[int, dict] = {}
-    for id_, index, text, kind, source, score, right, total in found:
-        step = steps.get(id_)
+    One query: each step joined to its MC and PRM labels (the latest of a kind wins) and to the
+    annotator's own label (at most one per step).
+    """
+    steps = Step.objects.filter(solution_id=solution_id)
+    fields = ["id", "index", "text"]
+    if annotator_id is not None:
+        steps = steps.annotate(mine=FilteredRelation("human_labels", condition=Q(human_labels__annotator_id=annotator_id)))
+        fields.append("mine__value")
+    if with_hints:
+        steps = steps.annotate(hint=FilteredRelation("auto_labels", condition=Q(auto_labels__kind__in=HINT_KINDS)))
+        fields += ["hint__kind", "hint__source", "hint__score", "hint__num_correct", "hint__num_total"]
+        steps = steps.order_by("index", "hint__id")
+    else:
+        steps = steps.order_by("index")
+    found: dict[int, dict] = {}
+    for row in steps.values_list(*fields):
+        id_, index, text = row[:3]
+        value = row[3] if annotator_id is not None else None
+        step = found.get(id_)
         if step is None:
-            step = steps[id_] = {"id": id_, "index": index, "text": text, "hints": {} if with_hints else None}
-        if kind is not None:
+            step = found[id_] = {"id": id_, "index": index, "text": text, "hints": {} if with_hints else None,
+                                 "value": value}
+        if with_hints and row[-5] is not None:
+            kind, source, score, right, total = row[-5:]
             hints_entry(step["hints"], kind=kind, source=source, score=score, right=right, total=total)
-    return list(steps.values())
+    return list(found.values())
 
 
 def item_images(*, item_id: int) -> list[tuple[int, str, int, int]]:
     """(position, sha256, width, height) of the item's images, in order."""
-    return _all(
-        f"SELECT ii.position, im.sha256, im.width, im.height FROM {ItemImage._meta.db_table} ii "
-        f"JOIN {Image._meta.db_table} im ON im.id = ii.image_id WHERE ii.item_id = %s ORDER BY ii.position",
-        [item_id],
+    return list(
+        ItemImage.objects.filter(item_id=item_id)
+        .order_by("position")
+        .values_list("position", "image__sha256", "image__width", "image__height")
     )
-
-
-@cache
-def _solution_work_sql() -> str:
-    # The two reads above as JSON arrays of rows, so they come back in one round trip.
-    return (
-        "SELECT (SELECT json_agg(json_build_array(ii.position, im.sha256, im.width, im.height) ORDER BY ii.position) "
-        f"FROM {ItemImage._meta.db_table} ii JOIN {Image._meta.db_table} im ON im.id = ii.image_id "
-        "WHERE ii.item_id = %s), "
-        '(SELECT json_agg(json_build_array(st.id, st."index", st.text, al.kind, al.source, al.score, '
-        'al.num_correct, al.num_total) ORDER BY st."index", al.id) '
-        f"FROM {Step._meta.db_table} st LEFT JOIN {AutoLabel._meta.db_table} al "
-        "ON al.step_id = st.id AND %s AND al.kind IN (%s, %s) WHERE st.solution_id = %s)"
-    )
-
-
-def solution_work(*, solution_id: int, item_id: int, with_hints: bool) -> tuple[list[tuple], list[dict]]:
-    """What an annotator is shown of a solution: `item_images` and `steps_for_labelling` together.
-
-    One round trip on PostgreSQL (next item answers with both); two elsewhere.
-    """
-    if connection.vendor != "postgresql":
-        return item_images(item_id=item_id), steps_for_labelling(solution_id=solution_id, with_hints=with_hints)
-    ((images, steps),) = _all(
-        _solution_work_sql(), [item_id, with_hints, AutoLabel.Kind.MC, AutoLabel.Kind.PRM, solution_id]
-    )
-    return [tuple(image) for image in _json(images)], _steps(_json(steps), with_hints=with_hints)
-
-
-def _json(value) -> list:
-    # Django's PostgreSQL backend hands json columns over as text (its JSONField decodes them).
-    if value is None:
-        return []
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 def steps_with_labels(*, solution_id: int, annotator_id: int) -> list[tuple[int, int, int | None]]:
     """(step id, index, the annotator's label or None) for every step of the solution, in order."""
-    return _all(
-        f'SELECT st.id, st."index", hl.value FROM {Step._meta.db_table} st '
-        f"LEFT JOIN {HumanLabel._meta.db_table} hl ON hl.step_id = st.id AND hl.annotator_id = %s "
-        f'WHERE st.solution_id = %s ORDER BY st."index"',
-        [annotator_id, solution_id],
+    return [
+        (step["id"], step["index"], step["value"])
+        for step in steps_for_labelling(solution_id=solution_id, with_hints=False, annotator_id=annotator_id)
+    ]
+
+
+def open_assignment_id(*, project_id: int, annotator_id: int, exclude_id: int | None = None) -> int | None:
+    """The annotator's oldest unfinished assignment in the project."""
+    return (
+        Assignment.objects.filter(
+            annotator_id=annotator_id, status=Assignment.Status.ASSIGNED, solution__project_id=project_id
+        )
+        .exclude(pk=exclude_id or 0)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+        .first()
     )
+
+
+def assignment_with_work(*, assignment_id: int, project: Project, annotator) -> Assignment:
+    """The assignment with its solution and item loaded (and the given project and annotator attached)."""
+    assignment = Assignment.objects.select_related("solution__item").get(pk=assignment_id)
+    return _linked(assignment, project=project, annotator=annotator)
+
+
+def assignment_from_row(row, *, project: Project, annotator) -> Assignment:
+    """An assignment from a row of `columns(Assignment), columns(Solution), columns(Item)` (the queue's
+    statement), all linked."""
+    assignment, solution, item = rows.instances(row, Assignment, Solution, Item)
+    solution.item, assignment.solution = item, solution
+    return _linked(assignment, project=project, annotator=annotator)
+
+
+def _linked(assignment: Assignment, *, project: Project, annotator) -> Assignment:
+    solution = assignment.solution
+    solution.item.project = solution.project = project
+    assignment.annotator = annotator
+    return assignment

@@ -154,7 +154,7 @@ class Solution(models.Model):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="solutions")
     # The item's project, copied so the queue has a per-project index to walk and the label save
     # needs no join through the item. Filled from the item on save and bulk_create; an item moved
-    # to another project takes its solutions along (signals); deleted with the item.
+    # to another project takes its solutions along (services.projects.item_save); deleted with the item.
     project = models.ForeignKey(
         Project, on_delete=models.DO_NOTHING, related_name="+", editable=False, db_index=False
     )

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation.models import Project, Solution, Step
-from annotation.permissions import project_for_member, project_role
+from annotation.access import project_for_reviewer
+from annotation.models import Solution, Step
 from annotation.quality import gold_accuracy
 from annotation.review import review_queue, review_rows
 from annotation.services.labels import LabelRejected, gold_label_set
-from annotation.visibility import OVERSEER_ROLES
-
-
-def project_for_reviewer(user, project_id: int) -> Project:
-    """Reviewers, admins and staff; other members get 403, outsiders 404."""
-    project = project_for_member(user, project_id)
-    if not (user.is_staff or project_role(user, project) in OVERSEER_ROLES):
-        raise PermissionDenied("Only the project's reviewers may do this.")
-    return project
 
 
 @login_required
@@ -43,7 +33,7 @@ def review_list(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 def review_solution(request: HttpRequest, project_id: int, solution_id: int) -> HttpResponse:
     project = project_for_reviewer(request.user, project_id)
-    solution = get_object_or_404(Solution.objects.select_related("item"), pk=solution_id, item__project=project)
+    solution = get_object_or_404(Solution.objects.select_related("item"), pk=solution_id, project=project)
     names, rows = review_rows(solution=solution)
     return render(
         request,
@@ -63,7 +53,7 @@ def review_solution(request: HttpRequest, project_id: int, solution_id: int) -> 
 @login_required
 def review_set_gold(request: HttpRequest, project_id: int, solution_id: int, step_id: int) -> HttpResponse:
     project = project_for_reviewer(request.user, project_id)
-    step = get_object_or_404(Step, pk=step_id, solution_id=solution_id, solution__item__project=project)
+    step = get_object_or_404(Step, pk=step_id, solution_id=solution_id, solution__project=project)
     try:
         gold_label_set(step=step, reviewer=request.user, value=int(request.POST.get("value", "")))
     except (ValueError, LabelRejected) as exc:

@@ -13,8 +13,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.access import project_for_admin, project_for_member
 from annotation.models import Item
-from annotation.permissions import project_for_admin, project_for_member
 from prm.core.metrics import AGGREGATIONS
 from prm.inference import (
     InferenceError,

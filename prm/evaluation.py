@@ -3,7 +3,7 @@
 The held-out set is prm.training_data's permanent split (prm.models.ItemSplit): an item held out
 once stays held out, so no version trains on an item a candidate and the live version are compared
 on. Within those items only GOLD labels count (adjudicated or imported; prm.core.merge with gold
-only), never live votes or machine labels. Metrics (DESIGN.md "Evaluation"):
+only), never live votes or machine labels. Metrics (docs/DESIGN.md "Evaluation"):
 
 - step macro F1 (VisualProcessBench) at 0.5 and at the best threshold, overall and per data source;
 - first-error F1 (ProcessBench, as its scripts): every solution whose first error is known, per
@@ -189,7 +189,7 @@ def score_held_out(*, scorer: PRMScorer, held_out: HeldOutSet) -> dict[int, list
 
 
 def held_out_metrics(*, held_out: HeldOutSet, scores: dict[int, list[float]], aggregation: str = "mean") -> dict[str, Any]:
-    """Every metric of DESIGN.md "Evaluation" from step scores; {} parts are left out when there is no data."""
+    """Every metric of docs/DESIGN.md "Evaluation" from step scores; {} parts are left out when there is no data."""
     judged = [
         ScoredSolution(gold=s.gold, scores=scores[s.solution_id], data_source=item.data_source)
         for item in held_out.items for s in item.solutions if any(v in (1, -1) for v in s.gold)
@@ -244,7 +244,7 @@ def version_held_out_set(version: PRMVersion) -> HeldOutSet:
     return held_out_set_build(project=version.project, policy=policy, max_steps_per_solution=cap)
 
 
-def evaluate_version(*, version: PRMVersion, held_out: HeldOutSet | None = None) -> Evaluation:
+def evaluation_create(*, version: PRMVersion, held_out: HeldOutSet | None = None) -> Evaluation:
     """Score `version` on the held-out gold (its own split unless one is given) and store the result:
     an Evaluation row, and the headline numbers in version.metrics."""
     held_out = held_out if held_out is not None else version_held_out_set(version)

@@ -15,13 +15,13 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.access import can_administer
 from annotation.models import Project
-from annotation.permissions import can_administer
 from prm.evaluation import (
     CHANCE_MACRO_F1,
     HELD_OUT_SPLIT,
     HeldOutSet,
-    evaluate_version,
+    evaluation_create,
     version_held_out_set,
 )
 from prm.models import Evaluation, PRMVersion, PromotionDecision
@@ -56,7 +56,7 @@ def latest_evaluation(version: PRMVersion) -> Evaluation | None:
 
 def version_evaluate(*, version: PRMVersion, held_out: HeldOutSet | None = None) -> Evaluation:
     """Evaluate `version` on held-out gold (its own split unless given) and store the Evaluation."""
-    return evaluate_version(version=version, held_out=held_out)
+    return evaluation_create(version=version, held_out=held_out)
 
 
 def comparable_evaluations(*, candidate: PRMVersion, live: PRMVersion | None) -> tuple[Evaluation, Evaluation | None]:

@@ -5,15 +5,15 @@ from django.urls import path
 from prm import api_views, registry_views
 
 urlpatterns = [
-    path("projects/<int:project_id>/prm/versions/", registry_views.versions_page, name="prm-versions"),
-    path("projects/<int:project_id>/prm/versions/<int:version_id>/promote/", registry_views.version_promote_action,
+    path("projects/<id:project_id>/prm/versions/", registry_views.versions_page, name="prm-versions"),
+    path("projects/<id:project_id>/prm/versions/<id:version_id>/promote/", registry_views.version_promote_action,
          name="prm-version-promote"),
-    path("projects/<int:project_id>/prm/versions/rollback/", registry_views.rollback_action, name="prm-versions-rollback"),
+    path("projects/<id:project_id>/prm/versions/rollback/", registry_views.rollback_action, name="prm-versions-rollback"),
     path("api/prm/score/", api_views.ScoreView.as_view(), name="api-prm-score"),
     path("api/prm/rank/", api_views.RankView.as_view(), name="api-prm-rank"),
-    path("api/projects/<int:project_id>/prm-versions/", api_views.VersionListView.as_view(), name="api-prm-versions"),
-    path("api/projects/<int:project_id>/prm-versions/<int:version_id>/promote/", api_views.VersionPromoteView.as_view(),
+    path("api/projects/<id:project_id>/prm-versions/", api_views.VersionListView.as_view(), name="api-prm-versions"),
+    path("api/projects/<id:project_id>/prm-versions/<id:version_id>/promote/", api_views.VersionPromoteView.as_view(),
          name="api-prm-version-promote"),
-    path("api/projects/<int:project_id>/prm-versions/rollback/", api_views.RollbackView.as_view(),
+    path("api/projects/<id:project_id>/prm-versions/rollback/", api_views.RollbackView.as_view(),
          name="api-prm-versions-rollback"),
 ]

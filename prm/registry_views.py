@@ -11,7 +11,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation import charts
-from annotation.permissions import can_administer, project_for_admin, project_for_member
+from annotation.access import can_administer, project_for_admin, project_for_member
 from prm.evaluation import HEADLINE_METRIC
 from prm.models import PRMVersion, PromotionDecision
 from prm.registry import RegistryError, version_promote, version_rollback

@@ -22,7 +22,9 @@ app.conf.update(
     accept_content=["json"],
     result_serializer="json",
 )
-app.autodiscover_tasks()
+# Named, like the job kinds in workers.registry: workers is the one app with tasks, and a stray
+# `tasks` module of another app on the path is never picked up.
+app.autodiscover_tasks(["workers"])
 
 
 @app.on_after_configure.connect

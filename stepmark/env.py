@@ -114,3 +114,31 @@ def database_url(settings_dict: dict) -> str:
     if host.startswith("/"):
         return f"postgres://{credentials}@/{name}?host={quote(host, safe='/')}"
     return f"postgres://{credentials}@{host or '127.0.0.1'}:{port or 5432}/{name}"
+
+
+def env_servers(name: str) -> dict[str, dict[str, str]]:
+    """A JSON object of servers, `{"name": {"base_url": "http://...", "model": "..."}}`; {} when unset.
+
+    The operator's list of the only servers workers may call: forms choose among them by name.
+    """
+    import json
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        servers = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"environment variable {name} is not JSON: {exc}") from None
+    if not isinstance(servers, dict):
+        raise ImproperlyConfigured(f'environment variable {name} must be a JSON object {{"name": {{...}}}}')
+    for server_name, entry in servers.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or not entry["model"]:
+            raise ImproperlyConfigured(f"{name}[{server_name!r}] needs a 'model' (the served model name)")
+        url = entry.get("base_url")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ImproperlyConfigured(f"{name}[{server_name!r}] needs an http(s) 'base_url', got {url!r}")
+        unknown = set(entry) - {"base_url", "model", "api_key"}
+        if unknown:
+            raise ImproperlyConfigured(f"{name}[{server_name!r}] has unknown keys {sorted(unknown)}")
+    return servers

@@ -2,20 +2,55 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from stepmark.env import database_from_url, env_bool, env_float, env_int, env_list, env_path, env_str
+from django.core.exceptions import ImproperlyConfigured
+
+from stepmark.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_servers,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("STEPMARK_VAR_DIR", BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)
-# Production (docker-compose sets STEPMARK_PRODUCTION) must bring its own key and database;
+# Production (docker-compose sets STEPMARK_PRODUCTION) must bring its own key, hosts and database;
 # the embedded default runs with a fixed development key on the embedded PostgreSQL.
 PRODUCTION = env_bool("STEPMARK_PRODUCTION", False)
-SECRET_KEY = env_str("SECRET_KEY") if PRODUCTION else env_str("SECRET_KEY", "dev-insecure-stepmark-key")
+DEVELOPMENT_SECRET_KEY = "dev-insecure-stepmark-key"
+SECRET_KEY = env_str("SECRET_KEY") if PRODUCTION else env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+if PRODUCTION:
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "SECRET_KEY: production needs its own random key of at least 50 characters, not the development one "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )
+    if "testserver" in ALLOWED_HOSTS or "*" in ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS: name the site's real host names (not 'testserver' or '*') in production")
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be off in production (STEPMARK_PRODUCTION=true)")
+    # Behind a TLS-terminating proxy that sets X-Forwarded-Proto (name another header, or none, here).
+    _proxy_header = env_str("SECURE_PROXY_SSL_HEADER", "HTTP_X_FORWARDED_PROTO")
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https") if _proxy_header.lower() != "none" else None
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -29,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "template_partials",
     "django_celery_beat",
+    "axes",
     "annotation",
     "prm",
     "workers",
@@ -44,7 +80,43 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "workers.middleware.QueueUnavailableMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every page loads its scripts, styles and fonts from this site (vendored htmx and KaTeX), so the
+# policy allows nothing else. KaTeX sets inline style attributes on the math it draws, hence
+# 'unsafe-inline' for styles only; images may be data: URLs (KaTeX, previews). Same in every mode,
+# so the browser tests run the pages under the policy production sends.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Login throttling (django-axes): after this many failed logins an account, and separately an
+# address, is locked out for the cool-off. API tokens never pass through a login, so they are unaffected.
+AUTHENTICATION_BACKENDS = [
+    "stepmark.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("STEPMARK_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("STEPMARK_LOGIN_COOLOFF_SECONDS", 15 * 60, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "stepmark.login_throttle.login_locked_out"
+AXES_IPWARE_PROXY_COUNT = env_int("STEPMARK_PROXY_COUNT", 0, minimum=0)
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "stepmark.urls"
 WSGI_APPLICATION = "stepmark.wsgi.application"
@@ -104,6 +176,13 @@ LOGOUT_REDIRECT_URL = "login"
 STEPMARK_MAX_IMAGE_BYTES = env_int("STEPMARK_MAX_IMAGE_BYTES", 32 * 1024 * 1024, minimum=1)
 STEPMARK_MAX_IMAGE_PIXELS = env_int("STEPMARK_MAX_IMAGE_PIXELS", 64_000_000, minimum=1)
 STEPMARK_MAX_STEPS = env_int("STEPMARK_MAX_STEPS", 12, minimum=1)
+# Imports: texts past these are refused naming file, line and field (a 150 MB question helps nobody).
+STEPMARK_MAX_QUESTION_CHARS = env_int("STEPMARK_MAX_QUESTION_CHARS", 50_000, minimum=1)
+STEPMARK_MAX_STEP_CHARS = env_int("STEPMARK_MAX_STEP_CHARS", 20_000, minimum=1)
+# Uploaded zips: the most an archive may unpack to, and the compression ratio past which a large
+# member is taken for a zip bomb (real datasets and images stay far below 100:1).
+STEPMARK_MAX_UNPACKED_BYTES = env_int("STEPMARK_MAX_UNPACKED_BYTES", 8 * 1024**3, minimum=1)
+STEPMARK_MAX_ZIP_RATIO = env_int("STEPMARK_MAX_ZIP_RATIO", 100, minimum=1)
 STEPMARK_TOKEN_CACHE_SECONDS = env_float("STEPMARK_TOKEN_CACHE_SECONDS", 2.0, minimum=0)
 STEPMARK_CHUNK_LEASE_SECONDS = env_int("STEPMARK_CHUNK_LEASE_SECONDS", 600, minimum=1)
 # How often beat's reaper re-sends chunks of dead workers and chunks the broker never got.
@@ -114,6 +193,9 @@ STEPMARK_PRM_DIR = env_path("STEPMARK_PRM_DIR", MEDIA_ROOT / "prm")
 STEPMARK_PRM_PROMOTION_MARGIN = env_float("STEPMARK_PRM_PROMOTION_MARGIN", 0.01)
 # The backbone the training form offers first; ./run.sh builds a tiny local one here (random weights).
 STEPMARK_DEFAULT_BACKBONE = env_path("STEPMARK_DEFAULT_BACKBONE", VAR_DIR / "models" / "tiny-qwen2-vl")
+# The only policy and judge servers (OpenAI-compatible) a worker may call; forms offer them by name:
+# {"qwen": {"base_url": "http://gpu-1:8000/v1", "model": "Qwen2.5-VL-7B", "api_key": "..."}}.
+STEPMARK_GENERATION_SERVERS = env_servers("STEPMARK_GENERATION_SERVERS")
 STEPMARK_DEMO_DATA_DIR = env_path("STEPMARK_DEMO_DATA_DIR", BASE_DIR.parent / "shared" / "data")
 
 REST_FRAMEWORK = {
@@ -133,6 +215,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Step-level labels for multimodal reasoning: projects, items, labels, imports, exports.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # `<id:...>` (stepmark.converters): a bigint key.
+    "PATH_CONVERTER_OVERRIDES": {"id": int},
 }
 
 # Celery: Redis in production; the README's run command sets an embedded broker.
@@ -165,4 +249,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every login at INFO; lockouts are warnings, and those stay.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -71,6 +71,17 @@ def browser():
 
 @pytest.fixture
 def page(browser, live_server):
+    # Playwright's polling (wait_for_function) evaluates strings, which the site's content policy
+    # forbids; tests/test_csp_pages.py checks the pages under the policy itself (strict_page).
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def strict_page(browser, live_server):
+    """A page that enforces the content security policy, as a visitor's browser does."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     yield page
@@ -227,3 +238,15 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def take_next_item(page, project_id: int) -> None:
+    """Open the project's next item as a person does: the next-item page, then its button if shown.
+
+    GET /projects/<id>/next/ only shows an open item; taking a new one is a POST (the button).
+    """
+    page.goto(f"/projects/{project_id}/next/")
+    button = page.locator("#take-next")
+    if button.count():
+        button.click()
+        page.wait_for_load_state()

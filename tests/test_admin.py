@@ -132,3 +132,92 @@ def test_admin_is_closed_to_non_staff(make_user):
     client.force_login(make_user("plain"))
     response = client.get(reverse("admin:annotation_project_changelist"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+# --- edits in the admin keep the queue true (explicit service calls, no signals) ---------------
+
+
+def _queue_flags(project) -> dict[str, tuple[int, bool]]:
+    from annotation.models import Solution
+
+    return {s.key: (s.slots_taken, s.queue_open) for s in Solution.objects.filter(project=project)}
+
+
+def _project_form(project, **changes) -> dict:
+    data = {
+        "name": project.name, "guidelines": project.guidelines, "overlap": project.overlap,
+        "label_mode": project.label_mode, "gold_rate": project.gold_rate,
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000", "_save": "Save",
+        **({"show_reference_answer": "on"} if project.show_reference_answer else {}),
+    }
+    return {**data, **changes}
+
+
+def test_editing_the_overlap_in_the_admin_reopens_and_closes_the_queue(superuser_client, make_user):
+    from annotation.services.queue import next_assignment
+
+    project = Project.objects.create(name="overlap edit", overlap=1)
+    make_solution(project, "q1", ["a"], key="s")
+    assert next_assignment(project=project, annotator=make_user("first")) is not None
+    assert _queue_flags(project) == {"s": (1, False)}
+    change = reverse("admin:annotation_project_change", args=[project.id])
+
+    response = superuser_client.post(change, _project_form(project, overlap=2))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert _queue_flags(project) == {"s": (1, True)}, "a second annotator may now have it"
+    project.refresh_from_db()
+    assert next_assignment(project=project, annotator=make_user("second")).solution.key == "s"
+
+    assert superuser_client.post(change, _project_form(project, overlap=1)).status_code == 302
+    assert _queue_flags(project) == {"s": (2, False)}
+
+
+def test_moving_an_item_in_the_admin_takes_its_solutions_along(superuser_client, make_user):
+    from annotation.models import Item, Solution
+
+    home, away = Project.objects.create(name="home", overlap=2), Project.objects.create(name="away", overlap=1)
+    item = Item.objects.create(project=home, external_id="i1", question="?")
+    solution = Solution.objects.create(item=item, key="s", response="")
+    Assignment.objects.create(solution=solution, annotator=make_user("holder"))
+    Solution.objects.filter(pk=solution.pk).update(slots_taken=1)
+    data = {
+        "project": away.id, "external_id": "i1", "question": "?", "options": "[]", "answer": "",
+        "data_source": "", "metadata": "{}", "_save": "Save",
+        "item_images-TOTAL_FORMS": "0", "item_images-INITIAL_FORMS": "0",
+        "item_images-MIN_NUM_FORMS": "0", "item_images-MAX_NUM_FORMS": "1000",
+    }
+    response = superuser_client.post(reverse("admin:annotation_item_change", args=[item.id]), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    solution.refresh_from_db()
+    assert (solution.project_id, solution.slots_taken, solution.queue_open) == (away.id, 1, False)
+
+
+def test_deleting_assignments_or_people_in_the_admin_gives_their_slots_back(superuser_client, make_user):
+    from django.contrib.auth import get_user_model
+
+    from annotation.services.queue import next_assignment
+
+    project = Project.objects.create(name="deletes", overlap=1)
+    for key in ("a", "b", "c"):
+        make_solution(project, f"q-{key}", ["x"], key=key)
+    users = [make_user(f"u{i}") for i in range(3)]
+    taken = {user.username: next_assignment(project=project, annotator=user) for user in users}
+    assert all(flags == (1, False) for flags in _queue_flags(project).values())
+
+    one = taken["u0"]
+    response = superuser_client.post(reverse("admin:annotation_assignment_delete", args=[one.id]), {"post": "yes"})
+    assert response.status_code == 302 and not Assignment.objects.filter(pk=one.id).exists()
+    assert _queue_flags(project)[one.solution.key] == (0, True)
+
+    two = taken["u1"]
+    response = superuser_client.post(
+        reverse("admin:annotation_assignment_changelist"),
+        {"action": "delete_selected", "_selected_action": [two.id], "post": "yes"},
+    )
+    assert response.status_code == 302 and _queue_flags(project)[two.solution.key] == (0, True)
+
+    three = taken["u2"]
+    response = superuser_client.post(reverse("admin:auth_user_delete", args=[users[2].id]), {"post": "yes"})
+    assert response.status_code == 302 and not get_user_model().objects.filter(pk=users[2].id).exists()
+    assert _queue_flags(project)[three.solution.key] == (0, True)

@@ -28,7 +28,7 @@ GEOMETRY_QUESTION = "As shown in the figure, AB is the diameter of circle O and 
 
 
 def raw_record(image, question_orig: str, steps: list[tuple[str, float, int, int]], *, answer="60°", **extra) -> dict:
-    """A Raw record exactly as DESIGN.md gives it: prompt, original question, response = steps joined by a blank line."""
+    """A Raw record exactly as docs/DESIGN.md gives it: prompt, original question, response = steps joined by a blank line."""
     return {
         "image": image,
         "question": "<image>\n" + question_orig + "\nAnswer the question using a single word or phrase.",

@@ -27,7 +27,7 @@ def png(color: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> bytes:
 
 def vpb_record(image: list[str], question: str, steps: list[str], labels: list[int], *, policy_model: str = "GPT-4o",
                answer: str = "B", data_source: str = "MathVerse") -> dict:
-    """A record exactly as DESIGN.md gives the format, keys in its order."""
+    """A record exactly as docs/DESIGN.md gives the format, keys in its order."""
     return {
         "image": image,
         "question": question,

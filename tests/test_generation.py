@@ -122,7 +122,7 @@ def test_chat_payload_round_trips_through_the_server_parser():
 
 
 def test_openai_backend_against_a_real_server_matches_local_generation(
-    served_tiny_model, transformers_backend
+    served_tiny_model, transformers_backend, settings
 ):
     backend = OpenAIBackend(base_url=served_tiny_model.base_url, model="tiny-policy")
     requests = [
@@ -134,9 +134,9 @@ def test_openai_backend_against_a_real_server_matches_local_generation(
     # Images, continuation, n and seed all reached the model: the server's answer is the local one.
     assert remote == transformers_backend.generate(requests)
 
-    backend_from_factory = backend_from_params(
-        {"backend": "openai", "base_url": served_tiny_model.base_url, "model": "tiny-policy", "name": "tiny"}
-    )
+    # Jobs name one of the operator's servers; the URL comes from settings.
+    settings.STEPMARK_GENERATION_SERVERS = {"tiny": {"base_url": served_tiny_model.base_url, "model": "tiny-policy"}}
+    backend_from_factory = backend_from_params({"backend": "openai", "server": "tiny", "model": "tiny-policy", "name": "tiny"})
     assert isinstance(backend_from_factory, OpenAIBackend)
 
 

@@ -41,6 +41,17 @@ def slow_policy():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _listed_servers(request, settings, monkeypatch):
+    """Workers call only listed servers: list the slow policy (as test_mc_jobs' backend_params names it)."""
+    if "slow_policy" in request.fixturenames:
+        import json
+
+        servers = {"scripted": {"base_url": request.getfixturevalue("slow_policy").base_url, "model": "scripted"}}
+        settings.STEPMARK_GENERATION_SERVERS = servers
+        monkeypatch.setenv("STEPMARK_GENERATION_SERVERS", json.dumps(servers))
+
+
 def set_broker(url: str) -> None:
     """Point this process's Celery producer at `url` (its connection pools are rebuilt on next use)."""
     import os

@@ -12,7 +12,23 @@ from workers.models import Job, JobChunk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-OPENAI = {"backend": "openai", "base_url": "http://policy.example:8000/v1", "model": "qwen-7b"}
+OPENAI = {"backend": "openai", "server": "policy"}
+# What the job stores: the server's name, and its model for the label source (never a URL).
+OPENAI_PARAMS = {"backend": "openai", "server": "policy", "model": "qwen-7b"}
+SERVERS = {
+    "policy": {"base_url": "http://policy.example:8000/v1", "model": "qwen-7b"},
+    # Nothing listens on port 9: a job on this server fails at once with the reason.
+    "down": {"base_url": "http://127.0.0.1:9/v1", "model": "tiny-policy"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _servers(settings, monkeypatch):
+    """The operator's server list, here and in the worker processes a test starts (autouse: set first)."""
+    import json
+
+    settings.STEPMARK_GENERATION_SERVERS = SERVERS
+    monkeypatch.setenv("STEPMARK_GENERATION_SERVERS", json.dumps(SERVERS))
 
 
 def _project() -> Project:
@@ -53,7 +69,7 @@ def test_mc_form_starts_a_job_on_items_named_by_external_id(admin_client):
     job = Job.objects.get(kind="mc_label")
     assert job.created_by.username == "boss"
     assert job.params["strategy"] == "adaptive" and job.params["k"] == 8
-    assert job.params["backend"] == OPENAI and job.params["source"] == "qwen-7b"
+    assert job.params["backend"] == OPENAI_PARAMS and job.params["source"] == "qwen-7b"
     expected = list(Solution.objects.filter(item__external_id__in=["a2", "b1"]).order_by("pk").values_list("pk", flat=True))
     assert _chunk_ids(job, "solution_ids") == expected and len(expected) == 3
 
@@ -97,7 +113,7 @@ def test_sample_form_starts_a_job_on_one_data_source(admin_client):
     assert '<option value="chart">chart</option>' in page and '<option value="geo">geo</option>' in page
     assert _post(client, project, "sample", {**OPENAI, "n": "3", "selection": "data_source", "data_source": "geo"}).status_code == 302
     job = Job.objects.get(kind="sample_solutions")
-    assert job.params["n"] == 3 and job.params["policy"] == "qwen-7b" and job.params["backend"] == OPENAI
+    assert job.params["n"] == 3 and job.params["policy"] == "qwen-7b" and job.params["backend"] == OPENAI_PARAMS
     assert _chunk_ids(job, "item_ids") == list(Item.objects.filter(data_source="geo").order_by("pk").values_list("pk", flat=True))
 
 
@@ -107,9 +123,10 @@ def test_sample_form_starts_a_job_on_one_data_source(admin_client):
         ("mc", {**OPENAI, "strategy": "adaptive", "k": "8", "selection": "external_ids", "external_ids": "a1, nope"}, "no item with external id nope"),
         ("mc", {**OPENAI, "strategy": "adaptive", "k": "0", "selection": "all"}, "greater than or equal to 1"),
         ("mc", {**OPENAI, "strategy": "guess", "k": "8", "selection": "all"}, "Select a valid choice"),
-        ("mc", {"backend": "openai", "model": "m", "strategy": "adaptive", "k": "8", "selection": "all"}, "needs the server&#x27;s base URL"),
+        ("mc", {"backend": "openai", "strategy": "adaptive", "k": "8", "selection": "all"}, "needs a server. Choose one"),
         ("mc", {"backend": "vllm", "strategy": "adaptive", "k": "8", "selection": "all"}, "needs a local model folder"),
-        ("sample", {**OPENAI, "base_url": "not a url", "n": "2", "selection": "all"}, "Enter a valid URL"),
+        # A server the operator did not list (an internal service, say) is not a choice.
+        ("sample", {**OPENAI, "server": "http://169.254.169.254/latest", "n": "2", "selection": "all"}, "Select a valid choice"),
         ("sample", {**OPENAI, "n": "2", "selection": "external_ids", "external_ids": " , "}, "List at least one item external id"),
         ("sample", {**OPENAI, "n": "2", "selection": "data_source", "data_source": ""}, "Choose the data source"),
         ("prelabel", {"selection": "all"}, "has no live PRM version"),
@@ -175,9 +192,8 @@ def test_browser_mc_form_starts_a_job_whose_row_shows_its_error(celery_worker_pr
     page.goto(f"/projects/{project.id}/jobs/")
     form = page.locator("#mc-job form")
     form.locator("select[name=mc-backend]").select_option("openai")
-    # Nothing listens on port 9: the worker's back end fails the job at once with the reason.
-    form.locator("input[name=mc-base_url]").fill("http://127.0.0.1:9/v1")
-    form.locator("input[name=mc-model]").fill("tiny-policy")
+    assert form.locator("input[name=mc-base_url]").count() == 0  # no URL to type: only the listed servers
+    form.locator("select[name=mc-server]").select_option("down")
     form.locator("select[name=mc-strategy]").select_option("adaptive")
     form.locator("input[name=mc-k]").fill("4")
     form.locator("select[name=mc-selection]").select_option("external_ids")

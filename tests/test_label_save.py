@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.http import Http404
 
+from annotation.labelling_reads import step_hints
 from annotation.models import Assignment, AutoLabel, HumanLabel, LabelChange, LabelMode, Project, Role
 from annotation.services.label_save import (
     AssignmentClosed,
@@ -19,7 +20,6 @@ from annotation.services.label_save import (
     assignment_step_label_set,
 )
 from annotation.services.labels import LabelRejected
-from annotation.visibility import step_hints
 from tests.factories import add_member, make_solution
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from annotation.models import Assignment, HumanLabel, Project, Role
-from tests.conftest import log_in, screenshot
+from tests.conftest import log_in, screenshot, take_next_item
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +35,7 @@ def eight_steps(make_user):
 def _open(page, project, username="fast"):
     page.add_init_script("window.stepmarkSaveTimes = []")
     log_in(page, username)
-    page.goto(f"/projects/{project.id}/next/")
+    take_next_item(page, project.id)
     page.wait_for_selector("#steps li.step.focused")
 
 

@@ -75,8 +75,21 @@ def policy_server():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _listed_servers(policy_server, settings, monkeypatch):
+    """The operator's server list naming the scripted policy, set before any worker process starts."""
+    import json
+
+    servers = {
+        "scripted": {"base_url": policy_server.base_url, "model": "scripted"},
+        "down": {"base_url": "http://127.0.0.1:9/v1", "model": "m"},  # nothing listens on port 9
+    }
+    settings.STEPMARK_GENERATION_SERVERS = servers
+    monkeypatch.setenv("STEPMARK_GENERATION_SERVERS", json.dumps(servers))
+
+
 def backend_params(server) -> dict:
-    return {"backend": "openai", "base_url": server.base_url, "model": "scripted", "timeout": 30}
+    return {"backend": "openai", "server": "scripted", "model": "scripted", "timeout": 30}
 
 
 def finished(job: Job, timeout: float = 60) -> Job:
@@ -249,7 +262,7 @@ def test_bad_model_path_or_unreachable_server_fails_the_job_at_once(celery_worke
 
     job = finished(
         mc_job_start(
-            project=project, backend={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+            project=project, backend={"backend": "openai", "server": "down", "model": "m"}
         )
     )
     assert job.status == "failed" and "unreachable" in job.error

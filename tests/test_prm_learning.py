@@ -22,9 +22,9 @@ from prm.core.scoring import PRMScorer
 from prm.core.tiny_models import build_tiny_backbone
 from prm.core.training import train_prm
 from prm.core.training_config import TrainConfig
-from prm.train_runner import encode_examples, evaluate_examples
 from prm.training_data import example_images, training_set_build
 from tests.factories import make_solution
+from workers.train_runner import encode_examples, evaluate_examples
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40)}
 QUESTIONS = ["What colour is the square?", "Describe the shape in the picture.", "Which colour is shown?"]

@@ -185,10 +185,10 @@ def test_manual_promote_and_rollback_keep_one_live_version_and_record_decisions(
 
 @pytest.mark.django_db
 def test_the_train_job_hands_its_candidate_to_an_evaluate_job_that_promotes_it(project, backbone):
-    from prm.services import training_run_start
     from workers.models import Job
-    from workers.runners import RUNNERS
+    from workers.registry import RUNNERS
     from workers.services import chunk_claim
+    from workers.training_services import training_run_start
 
     color_items(project, 24)
     config = TrainConfig(backbone=str(backbone), learning_rate=1e-3, weight_decay=0.0, epochs=3, batch_size=8,

@@ -15,9 +15,9 @@ from annotation.models import GoldLabel, HumanLabel
 from prm.models import TrainingRun
 from prm.registry import promotion_margin, retraining_task_name
 from prm.schedule import new_labels_since
-from prm.tasks import retrain_if_due
 from tests.factories import make_solution
 from workers.models import Job
+from workers.tasks import retrain_if_due
 
 BACKBONE = {"backbone": "/models/tiny-backbone"}
 
@@ -90,7 +90,7 @@ def test_setup_retraining_creates_then_updates_one_periodic_task(project):
     call_command("setup_retraining", "--project", project.name, "--every-minutes", "60", "--min-new-labels", "200",
                  "--backbone", "/models/tiny", "--margin", "0.02")
     task = PeriodicTask.objects.get(name=retraining_task_name(project))
-    assert task.task == "prm.tasks.retrain_if_due" and task.enabled
+    assert task.task == "workers.tasks.retrain_if_due" and task.enabled
     assert (task.interval.every, task.interval.period) == (60, IntervalSchedule.MINUTES)
     kwargs = json.loads(task.kwargs)
     assert kwargs == {"project_id": project.pk, "min_new_labels": 200, "config": {"backbone": "/models/tiny"},
@@ -99,7 +99,7 @@ def test_setup_retraining_creates_then_updates_one_periodic_task(project):
 
     call_command("setup_retraining", "--project", project.name, "--every-minutes", "15", "--min-new-labels", "50")
     task = PeriodicTask.objects.get(name=retraining_task_name(project))
-    assert PeriodicTask.objects.filter(task="prm.tasks.retrain_if_due").count() == 1
+    assert PeriodicTask.objects.filter(task="workers.tasks.retrain_if_due").count() == 1
     assert task.interval.every == 15 and json.loads(task.kwargs)["min_new_labels"] == 50
     assert promotion_margin(project) == 0.01  # the default once the schedule no longer sets one
 

@@ -254,9 +254,9 @@ def _color_project(project, n: int, *, seed: int = 0):
 @pytest.mark.django_db
 def test_train_job_records_the_run_and_saves_a_candidate_version(project, make_user, tmp_path):
     from prm.models import Evaluation, PRMVersion, TrainingRun
-    from prm.services import training_run_start
-    from workers.runners import RUNNERS
+    from workers.registry import RUNNERS
     from workers.services import chunk_claim
+    from workers.training_services import training_run_start
 
     _color_project(project, 10)
     backbone = build_tiny_backbone("qwen2_vl", tmp_path / "backbone")
@@ -288,10 +288,10 @@ def test_train_job_records_the_run_and_saves_a_candidate_version(project, make_u
 @pytest.mark.django_db
 def test_train_job_with_a_missing_backbone_fails_the_run_with_a_reason(project):
     from prm.models import TrainingRun
-    from prm.services import training_run_start
     from workers.errors import PermanentJobError
-    from workers.runners import RUNNERS
+    from workers.registry import RUNNERS
     from workers.services import chunk_claim
+    from workers.training_services import training_run_start
 
     _color_project(project, 2)
     run = training_run_start(project=project, config=TrainConfig(backbone="/nowhere/backbone"), merge_policy=MergePolicy())
@@ -320,8 +320,8 @@ def test_only_one_live_version_per_project(project):
 def test_a_real_worker_trains_and_the_history_is_committed_step_by_step(celery_worker_process, tmp_path):
     from annotation.models import Project
     from prm.models import PRMVersion, TrainingRun
-    from prm.services import training_run_start
     from tests.conftest import wait_for
+    from workers.training_services import training_run_start
 
     project = Project.objects.create(name="train on a worker")
     _color_project(project, 20)

@@ -6,6 +6,8 @@ from django.db import connection
 
 from annotation.models import Assignment, Item, Project, Role, Solution
 from annotation.services import queue, statements
+from annotation.services.assignments import assignment_delete
+from annotation.services.projects import item_save, project_save
 from annotation.services.queue import assignment_skip, next_assignment
 from tests.factories import add_member, make_solution
 
@@ -54,7 +56,7 @@ def test_the_open_flag_follows_takes_skips_and_deletes(make_user):
     assert _flags(project) == {"only": (1, True)}, "a skip gives the slot back"
     third = _take(project, users[2])
     assert third is not None and _flags(project) == {"only": (2, False)}
-    Assignment.objects.filter(pk=third.pk).delete()
+    assignment_delete(assignment_ids=[third.pk])
     assert _flags(project) == {"only": (1, True)}, "a deleted assignment gives its slot back"
 
 
@@ -79,12 +81,12 @@ def test_overlap_changes_reopen_and_close_the_queue(make_user):
     assert _flags(project) == {"s": (1, False)}
 
     project.overlap = 2
-    project.save()
+    project_save(project=project)
     assert _flags(project) == {"s": (1, True)}
     other = make_user("o2")
     assert next_assignment(project=project, annotator=other).solution.key == "s"
     project.overlap = 1
-    project.save()
+    project_save(project=project)
     assert _flags(project) == {"s": (2, False)}
 
 
@@ -99,7 +101,7 @@ def test_each_solution_knows_its_project(make_user):
     Assignment.objects.create(solution=by_save, annotator=get_user_model().objects.create_user("mover"))
     Solution.objects.filter(pk=by_save.pk).update(slots_taken=1)
     item.project = away
-    item.save()  # an admin moves the item: its solutions follow, open by the new project's overlap
+    item_save(item=item)  # an admin moves the item: its solutions follow, open by the new project's overlap
     assert {s.key: (s.project_id, s.queue_open) for s in Solution.objects.all()} == {
         "saved": (away.id, False),
         "bulk": (away.id, True),

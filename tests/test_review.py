@@ -7,7 +7,7 @@ from annotation.review import review_queue
 from annotation.services.labels import step_label_set
 from annotation.services.queue import next_assignment
 from annotation.services.submit import assignment_submit
-from tests.conftest import log_in, screenshot
+from tests.conftest import log_in, screenshot, take_next_item
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _label_in_browser(page, project, username, keys):
     log_in(page, username)
-    page.goto(f"/projects/{project.id}/next/")
+    take_next_item(page, project.id)
     page.wait_for_selector("#steps li.step.focused")
     for position, key in enumerate(keys, start=1):
         page.keyboard.press(key)

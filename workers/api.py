@@ -11,7 +11,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.permissions import project_for_admin
+from annotation.access import project_for_admin
 from workers.export_services import EXPORT_FLAGS, export_job_start
 from workers.models import Job
 from workers.selectors import project_job, project_jobs

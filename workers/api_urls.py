@@ -3,6 +3,6 @@ from django.urls import path
 from workers import api
 
 urlpatterns = [
-    path("projects/<int:project_id>/jobs/", api.ProjectJobsView.as_view(), name="api-project-jobs"),
-    path("projects/<int:project_id>/jobs/<int:job_id>/requeue/", api.JobRequeueView.as_view(), name="api-job-requeue"),
+    path("projects/<id:project_id>/jobs/", api.ProjectJobsView.as_view(), name="api-project-jobs"),
+    path("projects/<id:project_id>/jobs/<id:job_id>/requeue/", api.JobRequeueView.as_view(), name="api-job-requeue"),
 ]

@@ -12,6 +12,7 @@ from django import forms
 from annotation.models import Item, Project
 from prm.core import mc
 from workers.generation.base import BACKENDS
+from workers.generation.openai_backend import generation_servers
 from workers.prelabel_services import live_prm_version, no_live_prm_message
 from workers.selection import (
     SELECTION_KINDS,
@@ -33,7 +34,7 @@ class GroupedForm(forms.Form):
 
 
 SELECTION_GROUP = ("Selection", ("selection", "data_source", "external_ids"))
-BACKEND_GROUP = ("Policy", ("backend", "model_path", "base_url", "model", "label"))
+BACKEND_GROUP = ("Policy", ("backend", "model_path", "server", "label"))
 
 
 class SelectionForm(GroupedForm):
@@ -79,19 +80,26 @@ class SelectionForm(GroupedForm):
 class BackendForm(GroupedForm):
     backend = forms.ChoiceField(choices=[(b, b) for b in BACKENDS], initial="openai")
     model_path = forms.CharField(required=False, label="Local model folder (transformers, vllm)")
-    base_url = forms.URLField(required=False, assume_scheme="http", label="Server base URL (openai)")
-    model = forms.CharField(required=False, label="Served model name (openai)")
+    # Only the servers the operator listed (STEPMARK_GENERATION_SERVERS): workers call nothing else.
+    server = forms.ChoiceField(required=False, choices=[], label="Server (openai)")
     # Names the label source and the solution keys; defaults to the model's name.
     label = forms.CharField(required=False, max_length=100, label="Policy name (optional)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["server"].choices = [("", "—")] + [
+            (name, f"{name} ({entry['model']})") for name, entry in sorted(generation_servers().items())
+        ]
 
     def clean(self):
         cleaned = super().clean()
         backend = cleaned.get("backend")
         if backend == "openai":
-            if not cleaned.get("base_url") and "base_url" not in self.errors:
-                self.add_error("base_url", "An OpenAI-compatible back end needs the server's base URL.")
-            if not cleaned.get("model"):
-                self.add_error("model", "Name the model the server serves.")
+            if not cleaned.get("server") and "server" not in self.errors:
+                listed = "Choose one of the servers." if generation_servers() else (
+                    "No server is configured: the operator lists them in STEPMARK_GENERATION_SERVERS."
+                )
+                self.add_error("server", f"An OpenAI-compatible back end needs a server. {listed}")
         elif backend in ("transformers", "vllm") and not cleaned.get("model_path", "").strip():
             self.add_error("model_path", f"The {backend} back end needs a local model folder.")
         return cleaned
@@ -99,7 +107,9 @@ class BackendForm(GroupedForm):
     def backend_params(self) -> dict:
         data = self.cleaned_data
         if data["backend"] == "openai":
-            params = {"backend": "openai", "base_url": data["base_url"], "model": data["model"].strip()}
+            server = data["server"]
+            # The model is kept for the label source's name; the worker looks the server up again by name.
+            params = {"backend": "openai", "server": server, "model": generation_servers()[server]["model"]}
         else:
             params = {"backend": data["backend"], "model_path": data["model_path"].strip()}
         if data.get("label", "").strip():

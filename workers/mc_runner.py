@@ -20,8 +20,7 @@ from annotation.steps import join_steps, split_steps
 from prm.core import mc
 from workers.generation.base import GenerationBackend, GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.prompting import solution_messages
-from workers.models import Job, JobChunk
-from workers.runners import runner
+from workers.models import JobChunk
 from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_is_cancelled
 
 logger = logging.getLogger(__name__)
@@ -119,7 +118,6 @@ def _check_not_cancelled(chunk: JobChunk) -> None:
         raise ChunkLost(f"job {chunk.job_id} was cancelled")
 
 
-@runner(Job.Kind.MC_LABEL)
 def run_mc_label(chunk: JobChunk) -> dict:
     params = chunk.job.params
     source = params["source"]
@@ -218,7 +216,6 @@ def sample_key(policy: str, index: int) -> str:
     return f"{policy}-sample-{index}"
 
 
-@runner(Job.Kind.SAMPLE_SOLUTIONS)
 def run_sample_solutions(chunk: JobChunk) -> dict:
     from prm.core.answers import judge_response
 

@@ -16,10 +16,9 @@ from django.db import transaction
 
 from annotation.models import AutoLabel, ItemImage, Solution, Step
 from workers.errors import PermanentJobError, TransientJobError
-from workers.models import Job, JobChunk
+from workers.models import JobChunk
 from workers.prelabel_services import live_prm_version, no_live_prm_message
 from workers.priority import solution_priority_update
-from workers.runners import runner
 from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_is_cancelled
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ def item_pil_images(item_id: int) -> list:
     return images
 
 
-@runner(Job.Kind.PRM_PRELABEL)
 def run_prm_prelabel(chunk: JobChunk) -> dict:
     import torch  # here, not at import: the web process registers runners too and needs no torch
 

@@ -1,4 +1,4 @@
-"""Celery tasks: thin, idempotent, taking ids. The work is in workers.runners and the services."""
+"""Celery tasks: thin, idempotent, taking ids. The work is in the runners (workers.registry) and the services."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from dataclasses import asdict
 
 from celery import shared_task
 
+from annotation.models import Project
 from workers.errors import TransientJobError
-from workers.runners import RUNNERS
+from workers.registry import runner_for
+from workers.retraining import training_run_start_if_due
 from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail, jobs_reap
 
 logger = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ def run_job_chunk(self, chunk_id: int) -> str:
     chunk = chunk_claim(chunk_id=chunk_id, worker=self.request.hostname or "")
     if chunk is None:
         return "not claimed (done, taken, or job stopped)"
-    run = RUNNERS.get(chunk.job.kind)
+    run = runner_for(chunk.job.kind)
     if run is None:
         job_fail(chunk=chunk, error=f"no runner for job kind {chunk.job.kind!r}")
         return "failed"
@@ -49,6 +51,21 @@ def run_job_chunk(self, chunk_id: int) -> str:
         job_fail(chunk=chunk, error=f"{type(exc).__name__}: {exc}")
         return "failed"
     return "done"
+
+
+@shared_task(name="workers.tasks.retrain_if_due", ignore_result=True)  # prm.schedule.RETRAIN_TASK
+def retrain_if_due(project_id: int, min_new_labels: int = 200, config: dict | None = None,
+                   merge_policy: dict | None = None, margin: float | None = None) -> str:
+    """Beat's entry point. `margin` is read by the registry from the schedule itself; accepted here so
+    the PeriodicTask's kwargs stay one editable record."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return f"no project {project_id}"
+    outcome = training_run_start_if_due(
+        project=project, min_new_labels=min_new_labels, config=config, merge_policy=merge_policy
+    )
+    logger.info("retraining %s: %s", project.name, outcome.reason)
+    return outcome.reason
 
 
 @shared_task(name="workers.tasks.jobs_reap", ignore_result=True)

@@ -8,7 +8,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation.permissions import project_for_admin
+from annotation.access import project_for_admin
 from annotation.selectors import LABEL_SOURCES
 from annotation.services.dataset_export import EXPORT_FORMATS
 from workers.export_services import EXPORT_FLAGS, export_job_start

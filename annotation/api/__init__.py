@@ -1,1 +1,1 @@
-"""REST API: thin views over the services; permissions in `annotation.permissions`."""
+"""REST API: thin views over the services; permissions in `annotation.access`."""

@@ -20,13 +20,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.access import assignment_for_member, project_for_member, project_for_reviewer, project_role
 from annotation.api import labelling_serializers as shapes
-from annotation.labelling_reads import item_images, solution_work
-from annotation.models import Assignment, HumanLabel, Item, Project, Solution, Step
-from annotation.permissions import assignment_for_member, project_for_member, project_role
+from annotation.labelling_reads import item_images, labelling_screen, steps_with_labels
+from annotation.models import Assignment, Item, Project, Solution, Step
 from annotation.progress import project_summary, user_project_summaries
 from annotation.review import review_queue, review_rows
-from annotation.review_views import project_for_reviewer
 from annotation.services.label_save import (
     AssignmentClosed,
     assignment_step_label_clear,
@@ -36,7 +35,6 @@ from annotation.services.labels import LabelRejected, gold_label_set
 from annotation.services.queue import SubmitRejected, assignment_skip, next_assignment
 from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
-from annotation.visibility import sees_machine_hints, sees_reference_answer
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
 SOLUTION_ID = OpenApiParameter("solution_id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -86,14 +84,14 @@ def _finished_status(assignment_status: str) -> Response:
     return Response({"error": f"this item is already {label}"}, status=status.HTTP_409_CONFLICT)
 
 
-def _item_payload(item: Item, request: Request, *, with_answer: bool, images: list[tuple]) -> dict:
+def _item_payload(item: Item, request: Request, *, answer: str | None, images: list[tuple]) -> dict:
     return {
         "id": item.id,
         "external_id": item.external_id,
         "data_source": item.data_source,
         "question": item.question,
         "options": [str(option) for option in item.options or []],
-        "answer": item.answer if with_answer else None,
+        "answer": answer,
         "images": [
             {
                 "position": position,
@@ -107,17 +105,14 @@ def _item_payload(item: Item, request: Request, *, with_answer: bool, images: li
 
 
 def _solution_payload(solution: Solution, request: Request, project: Project) -> dict:
-    """What a member sees of a solution: the problem and the steps, hints only where allowed."""
-    images, steps = solution_work(
-        solution_id=solution.id, item_id=solution.item_id, with_hints=sees_machine_hints(request.user, project)
-    )
-    with_answer = sees_reference_answer(request.user, project)
+    """What a member sees of a solution: the labelling screen, as the page shows it."""
+    screen = labelling_screen(user=request.user, project=project, solution=solution)
     return {
         "id": solution.id,
         "key": solution.key,
         "policy_model": solution.policy_model,
-        "item": _item_payload(solution.item, request, with_answer=with_answer, images=images),
-        "steps": steps,
+        "item": _item_payload(screen.item, request, answer=screen.answer, images=screen.images),
+        "steps": screen.steps,
     }
 
 
@@ -150,11 +145,8 @@ def _assignment_payload(assignment: Assignment) -> dict:
 
 
 def _my_labels(assignment: Assignment) -> list[dict]:
-    steps = list(assignment.solution.steps.order_by("index"))
-    mine = dict(
-        HumanLabel.objects.filter(step__in=steps, annotator=assignment.annotator).values_list("step_id", "value")
-    )
-    return [{"step_id": s.id, "index": s.index, "value": mine.get(s.id)} for s in steps]
+    labels = steps_with_labels(solution_id=assignment.solution_id, annotator_id=assignment.annotator_id)
+    return [{"step_id": step_id, "index": index, "value": value} for step_id, index, value in labels]
 
 
 # --- projects and their content -------------------------------------------------------------
@@ -231,9 +223,7 @@ class SolutionDetailView(APIView):
     )
     def get(self, request, project_id: int, solution_id: int):
         project = project_for_member(request.user, project_id)
-        solution = get_object_or_404(
-            Solution.objects.select_related("item__project"), pk=solution_id, item__project=project
-        )
+        solution = get_object_or_404(Solution.objects.select_related("item"), pk=solution_id, project=project)
         return Response(shapes.SolutionSerializer(_solution_payload(solution, request, project)).data)
 
 
@@ -462,7 +452,7 @@ def _review_payload(solution: Solution, request: Request) -> dict:
         "policy_model": solution.policy_model,
         "final_answer": solution.final_answer,
         "is_correct": solution.is_correct,
-        "item": _item_payload(solution.item, request, with_answer=True, images=item_images(item_id=solution.item_id)),
+        "item": _item_payload(solution.item, request, answer=solution.item.answer, images=item_images(item_id=solution.item_id)),
         "annotators": names,
         "steps": steps,
     }
@@ -477,7 +467,7 @@ class ReviewSolutionView(APIView):
     )
     def get(self, request, project_id: int, solution_id: int):
         project = project_for_reviewer(request.user, project_id)
-        solution = get_object_or_404(Solution.objects.select_related("item"), pk=solution_id, item__project=project)
+        solution = get_object_or_404(Solution.objects.select_related("item"), pk=solution_id, project=project)
         return Response(shapes.ReviewSolutionSerializer(_review_payload(solution, request)).data)
 
 
@@ -491,7 +481,7 @@ class ReviewGoldView(APIView):
     )
     def put(self, request, project_id: int, solution_id: int, step_id: int):
         project = project_for_reviewer(request.user, project_id)
-        step = get_object_or_404(Step, pk=step_id, solution_id=solution_id, solution__item__project=project)
+        step = get_object_or_404(Step, pk=step_id, solution_id=solution_id, solution__project=project)
         body = shapes.LabelValueSerializer(data=request.data)
         if not body.is_valid():
             return _bad_request(body.errors)

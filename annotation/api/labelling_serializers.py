@@ -91,6 +91,9 @@ class StepSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="0-based position in the solution.")
     text = serializers.CharField()
     hints = StepHintsSerializer(allow_null=True, help_text="Machine hints; null where I may not see them.")
+    value = serializers.ChoiceField(
+        choices=LABEL_VALUES, allow_null=True, help_text=f"My label of the step ({LABEL_HELP}); null if none yet."
+    )
 
 
 class SolutionSerializer(serializers.Serializer):

@@ -23,15 +23,11 @@ from typing import BinaryIO
 
 from django.http import StreamingHttpResponse
 
+from annotation.formats.archive import images_zip_write
 from annotation.formats.records import ExportRecord
 from annotation.models import Project
 from annotation.selectors import ExportFilters, export_records
-from annotation.services.dataset_export import (
-    export_file_format,
-    export_module,
-    file_formats,
-    images_zip_write,
-)
+from annotation.services.dataset_export import export_file_format, export_module, file_formats
 
 logger = logging.getLogger(__name__)
 

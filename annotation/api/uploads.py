@@ -7,16 +7,16 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
+from annotation.formats.reading import archive_member_name, zip_member_copy
 from annotation.formats.records import DatasetImportError
 from annotation.models import Project
 from annotation.services.dataset_import import ImportResult, dataset_import
 
 # Formats whose source is a folder; their upload is a zip of it.
 FOLDER_FORMATS = frozenset({"mathv"})
-# Refuse archives that would unpack to more than this (zip bombs).
-MAX_UNPACKED_BYTES = 8 * 1024**3
 
 
 def _safe_name(name: str, default: str) -> str:
@@ -33,18 +33,35 @@ def _save(upload: UploadedFile, folder: Path, default_name: str) -> Path:
 
 
 def _unpack(archive_path: Path, folder: Path) -> Path:
-    """Unpack the zip into `folder`/<its stem>; a zip holding one top folder yields that folder."""
+    """Unpack the zip into `folder`/<its stem>; a zip holding one top folder yields that folder.
+
+    Members are inflated block by block and counted as they come (the sizes in the zip's own
+    directory are the sender's word): refused past the total size, or at a zip bomb's ratio.
+    """
     try:
         archive = zipfile.ZipFile(archive_path)
     except zipfile.BadZipFile:
         raise DatasetImportError("expected a zip of the dataset folder", file=archive_path.name, field="file") from None
-    target = folder / archive_path.stem
+    target = (folder / archive_path.stem).resolve()
+    budget = settings.STEPMARK_MAX_UNPACKED_BYTES
     with archive:
         members = [m for m in archive.infolist() if not m.filename.startswith("__MACOSX/")]
-        if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
-            raise DatasetImportError("archive unpacks to more than the allowed size", file=archive_path.name, field="file")
-        # extractall drops absolute paths and '..' parts, so nothing lands outside `target`.
-        archive.extractall(target, members=members)
+        if sum(m.file_size for m in members) > budget:
+            raise DatasetImportError(
+                f"archive unpacks to more than the allowed {budget} bytes", file=archive_path.name, field="file"
+            )
+        target.mkdir(parents=True)
+        for member in members:
+            name = archive_member_name(member.filename)
+            destination = target / name
+            if member.is_dir():
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            # Symlink members are written as plain files holding the link text: nothing points out.
+            budget -= zip_member_copy(
+                archive, member, destination, limit=budget, what=f"member {name!r}", file=archive_path.name
+            )
     entries = list(target.iterdir())
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]
@@ -72,5 +89,11 @@ def import_upload(
             images_dir.mkdir()
             images_path = _save(images, images_dir, "images.zip")
         return dataset_import(
-            project=project, format_name=format_name, path=path, images=images_path, options=options, user=user
+            project=project,
+            format_name=format_name,
+            path=path,
+            images=images_path,
+            options=options,
+            user=user,
+            confined=True,  # options naming files stay inside the upload
         )

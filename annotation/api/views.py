@@ -1,4 +1,4 @@
-"""Import and export endpoints. Only project admins and staff may use them (annotation.permissions)."""
+"""Import and export endpoints. Only project admins and staff may use them (annotation.access)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.access import project_for_admin
 from annotation.api.serializers import (
     ExportQuerySerializer,
     ImportErrorSerializer,
@@ -23,7 +24,6 @@ from annotation.api.streaming import export_response
 from annotation.api.uploads import import_upload
 from annotation.formats.records import DatasetImportError
 from annotation.models import ImportRecord
-from annotation.permissions import project_for_admin
 from annotation.services.dataset_export import EXPORT_FORMATS, ExportRefused
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)

@@ -16,14 +16,19 @@ from pathlib import Path
 
 from django.conf import settings
 
-from annotation.formats.reading import RecordReader, iter_json_records
+from annotation.formats.reading import RecordReader, int_option, iter_json_records, option_path
 from annotation.formats.records import DatasetImportError, ParsedItem, ParsedSolution
 from annotation.steps import split_steps
 
 
-def _questions_file(folder: Path, options: dict) -> Path:
-    if options.get("questions"):
-        return folder / options["questions"]
+def _questions_file(folder: Path, source) -> Path:
+    chosen = option_path(folder, source.options, "questions", confined=source.confined)
+    if chosen is not None:
+        if not chosen.is_file():
+            raise DatasetImportError(
+                f"option 'questions': {source.options['questions']!r} is not a file", field="options.questions"
+            )
+        return chosen
     candidates = sorted(p for p in folder.glob("*.jsonl"))
     if len(candidates) != 1:
         raise DatasetImportError(
@@ -37,8 +42,8 @@ def parse(source) -> Iterator[ParsedSolution]:
     folder = source.path
     if not folder.is_dir():
         raise DatasetImportError("the mathv format takes a folder (questions file + responses/)", file=folder.name)
-    max_steps = int(source.options.get("max_steps", settings.STEPMARK_MAX_STEPS))
-    questions_path = _questions_file(folder, source.options)
+    max_steps = int_option(source.options, "max_steps", default=settings.STEPMARK_MAX_STEPS, file=folder.name)
+    questions_path = _questions_file(folder, source)
     questions: dict[str, ParsedItem] = {}
     for line, record in iter_json_records(questions_path):
         reader = RecordReader(record, file=questions_path.name, line=line)
@@ -59,7 +64,7 @@ def parse(source) -> Iterator[ParsedSolution]:
             metadata=metadata,
             image_paths=([image] if image else []) + extra_images,
         )
-    responses_dir = folder / source.options.get("responses", "responses")
+    responses_dir = option_path(folder, source.options, "responses", confined=source.confined) or folder / "responses"
     response_files = sorted(responses_dir.glob("*.jsonl")) if responses_dir.is_dir() else []
     if not response_files:
         raise DatasetImportError("no responses/*.jsonl files: nothing to import", file=folder.name)

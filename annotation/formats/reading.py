@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from django.conf import settings
 
 from annotation.formats.records import DatasetImportError
 
@@ -16,27 +21,111 @@ def iter_json_records(path: Path, *, label: str | None = None) -> Iterator[tuple
 
     JSON lines are read one at a time, so memory does not grow with the file. Errors name the
     file as `label` (default: its name), e.g. with the folder it sits in inside a dataset.
+    Text must be UTF-8 (a byte-order mark is allowed) and storable: no NUL, no lone surrogate.
     """
     name = label or path.name
     if path.suffix == ".json":
-        yield from _iter_json_document(path)
+        yield from _iter_json_document(path, name)
         return
-    with path.open("r", encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1:
+                raw = _strip_bom(raw, name)
+            line = _decode(raw, file=name, line=line_number)
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetImportError(
-                    f"malformed JSON: {exc.msg} (column {exc.colno})",
-                    file=name,
-                    line=line_number,
-                    field=json_error_field(line, exc.pos),
-                ) from None
+            record = _loads(line, file=name, line=line_number)
             if not isinstance(record, dict):
                 raise DatasetImportError(f"expected a JSON object, got {type(record).__name__}", file=name, line=line_number)
             yield line_number, record
+
+
+# Other Unicode encodings are told apart by their byte-order mark; anything else that is not
+# UTF-8 is most often Latin-1 or Windows-1252.
+_FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def _strip_bom(raw: bytes, name: str) -> bytes:
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8) :]
+    for bom, encoding in _FOREIGN_BOMS:
+        if raw.startswith(bom):
+            raise DatasetImportError(f"the file is {encoding} text; save it as UTF-8", file=name, line=1)
+    return raw
+
+
+def _decode(raw: bytes, *, file: str, line: int) -> str:
+    if b"\x00" in raw:  # valid UTF-8, but never in JSON text: UTF-16 without a byte-order mark
+        raise DatasetImportError(
+            f"NUL byte at column {raw.index(0) + 1}: the file looks like UTF-16 text; save it as UTF-8",
+            file=file,
+            line=line,
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        prefix = raw[: exc.start].decode("utf-8", errors="replace")
+        column = len(prefix) + 1
+        raise DatasetImportError(
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {column} "
+            "(Latin-1, Windows-1252 or UTF-16?); save the file as UTF-8",
+            file=file,
+            line=line,
+            field=json_error_field(prefix, len(prefix)),
+        ) from None
+
+
+# Cheap test on the raw line before walking the record: JSON writes NUL and surrogates as escapes.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _loads(text: str, *, file: str, line: int) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetImportError(
+            f"malformed JSON: {exc.msg} (column {exc.colno})",
+            file=file,
+            line=exc.lineno if "\n" in text.rstrip("\r\n") else line,
+            field=json_error_field(text, exc.pos),
+        ) from None
+    except RecursionError:
+        raise DatasetImportError("JSON nested too deeply", file=file, line=line) from None
+    if _SUSPECT_ESCAPE.search(text):
+        _check_storable(value, file=file, line=line)
+    return value
+
+
+def _check_storable(value: Any, *, file: str, line: int, path: str = "") -> None:
+    """Refuse strings PostgreSQL cannot store (NUL) and lone surrogates (not Unicode text)."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, current = stack.pop()
+        if isinstance(current, dict):
+            for key, child in current.items():
+                _check_text(key, file=file, line=line, field=where or None)
+                stack.append((f"{where}.{key}" if where else key, child))
+        elif isinstance(current, list):
+            stack.extend((f"{where}[{index}]", child) for index, child in enumerate(current))
+        elif isinstance(current, str):
+            _check_text(current, file=file, line=line, field=where or None)
+
+
+def _check_text(text: str, *, file: str, line: int, field: str | None) -> None:
+    if "\x00" in text:
+        raise DatasetImportError("text holds a NUL character (\\u0000), which cannot be stored", file=file, line=line, field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        raise DatasetImportError(
+            f"text holds a lone surrogate (\\u{code:04x}), which is not valid Unicode", file=file, line=line, field=field
+        ) from None
 
 
 def json_error_field(text: str, position: int) -> str | None:
@@ -73,13 +162,15 @@ def json_error_field(text: str, position: int) -> str | None:
     return ".".join(path) if path else None
 
 
-def _iter_json_document(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    name = path.name
+def _iter_json_document(path: Path, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    raw = _strip_bom(path.read_bytes(), name)
     try:
-        with path.open("r", encoding="utf-8") as handle:
-            document = json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise DatasetImportError(f"malformed JSON: {exc.msg} (column {exc.colno})", file=name, line=exc.lineno) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start, end = raw.rfind(b"\n", 0, exc.start) + 1, raw.find(b"\n", exc.start)
+        _decode(raw[start : end if end >= 0 else len(raw)], file=name, line=raw.count(b"\n", 0, exc.start) + 1)
+        raise  # not reached: _decode raises for the same bytes
+    document = _loads(text, file=name, line=1)
     records = document if isinstance(document, list) else [document]
     for position, record in enumerate(records, start=1):
         if not isinstance(record, dict):
@@ -165,12 +256,19 @@ class ImageSource:
                 member = next((n for k, n in self._zip_names.items() if k.endswith("/" + relative)), None)
             if member is None:
                 raise KeyError(path)
-            return self._zip.read(member)
+            info = self._zip.getinfo(member)
+            return zip_member_read(
+                self._zip, info, limit=settings.STEPMARK_MAX_IMAGE_BYTES, what=f"image {path!r}", file=self.name
+            )
         if self.root is None:
             raise KeyError(path)
         candidate = (self.root / relative).resolve()
         if self.root.resolve() not in candidate.parents or not candidate.is_file():
             raise KeyError(path)
+        if candidate.stat().st_size > settings.STEPMARK_MAX_IMAGE_BYTES:
+            raise DatasetImportError(
+                f"image {path!r} is larger than the allowed {settings.STEPMARK_MAX_IMAGE_BYTES} bytes", file=self.name
+            )
         return candidate.read_bytes()
 
     def close(self) -> None:
@@ -181,3 +279,112 @@ class ImageSource:
 def _normalise(path: str) -> str:
     parts = [part for part in PurePosixPath(path.replace("\\", "/")).parts if part not in ("", ".", "/")]
     return "/".join(parts)
+
+
+# ---------------------------------------------------------------- format options
+
+
+def int_option(options: dict, name: str, *, default: int, minimum: int = 1, file: str = "") -> int:
+    """A whole-number option (e.g. `max_steps`), refused with a message naming it when it is not one."""
+    value = options.get(name, default)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DatasetImportError(f"option {name!r} must be a whole number, got {value!r}", file=file, field=f"options.{name}")
+    if value < minimum:
+        raise DatasetImportError(f"option {name!r} must be at least {minimum}, got {value}", file=file, field=f"options.{name}")
+    return value
+
+
+def option_path(folder: Path, options: dict, name: str, *, default: str | None = None, confined: bool) -> Path | None:
+    """The path an option names, relative to the dataset `folder`; None when neither set nor defaulted.
+
+    Confined (uploads), it must stay inside the folder: no absolute path, no '..', no symlink out,
+    and errors name only the option and the value given, never where the server keeps files.
+    The operator's command line (not confined) may name any path.
+    """
+    raw = options.get(name, default)
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise DatasetImportError(f"option {name!r} must be a path, got {type(raw).__name__}", field=f"options.{name}")
+    path = folder / raw
+    if not confined:
+        return path
+    relative = PurePosixPath(raw.replace("\\", "/"))
+    outside = DatasetImportError(
+        f"option {name!r} must name a path inside the uploaded folder (relative, without '..')", field=f"options.{name}"
+    )
+    if relative.is_absolute() or ".." in relative.parts or raw[1:2] == ":":  # C:\... too
+        raise outside
+    root = folder.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:  # a symlink pointing out
+        raise outside
+    if not resolved.exists():
+        raise DatasetImportError(f"option {name!r}: no {raw!r} in the uploaded folder", field=f"options.{name}")
+    return resolved
+
+
+# ---------------------------------------------------------------- zip archives
+
+
+def zip_member_read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, limit: int, what: str, file: str) -> bytes:
+    """A member's bytes, read in blocks and refused once they pass `limit` or the ratio limit.
+
+    The sizes in a zip's directory are the sender's word: they are checked first, and the bytes
+    actually inflated are counted as they come, so a lying header cannot make us hold more.
+    """
+    out = bytearray()
+    for block in _zip_member_blocks(archive, info, limit=limit, what=what, file=file):
+        out += block
+    return bytes(out)
+
+
+def zip_member_copy(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, *, limit: int, what: str, file: str
+) -> int:
+    """Write a member to `target` block by block under the same limits; returns the bytes written."""
+    written = 0
+    with target.open("wb") as handle:
+        for block in _zip_member_blocks(archive, info, limit=limit, what=what, file=file):
+            handle.write(block)
+            written += len(block)
+    return written
+
+
+_BLOCK = 1024 * 1024
+
+
+def _zip_member_blocks(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, limit: int, what: str, file: str
+) -> Iterator[bytes]:
+    ratio = settings.STEPMARK_MAX_ZIP_RATIO
+    # Tiny members compress absurdly well by nature (a blank page); only large ones can be bombs.
+    ratio_floor = _BLOCK
+
+    def refuse(reason: str) -> DatasetImportError:
+        return DatasetImportError(f"{what}: {reason}", file=file)
+
+    if info.file_size > limit:
+        raise refuse(f"unpacks to more than the allowed {limit} bytes")
+    if info.file_size > ratio_floor and info.file_size > ratio * max(info.compress_size, 1):
+        raise refuse(f"compressed more than {ratio}:1, refused as a zip bomb")
+    read = 0
+    try:
+        with archive.open(info) as member:
+            while block := member.read(_BLOCK):
+                read += len(block)
+                if read > limit:
+                    raise refuse(f"unpacks to more than the allowed {limit} bytes")
+                if read > ratio_floor and read > ratio * max(info.compress_size, 1):
+                    raise refuse(f"compressed more than {ratio}:1, refused as a zip bomb")
+                yield block
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        raise refuse(f"cannot be unpacked ({exc})") from None
+
+
+def archive_member_name(path: str) -> str:
+    """`path` as a name inside a zip we write: relative, '/'-separated, never climbing out ('..')."""
+    parts = [part for part in PurePosixPath(path.replace("\\", "/")).parts if part not in ("", ".", "..", "/")]
+    return "/".join(parts) or "unnamed"

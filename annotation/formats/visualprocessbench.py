@@ -18,14 +18,14 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+from annotation.formats.archive import images_zip_write
 from annotation.formats.reading import RecordReader, iter_json_records
 from annotation.formats.records import DatasetImportError, ExportRecord, ParsedItem, ParsedSolution
-from annotation.services.dataset_export import images_zip_write
 from annotation.steps import join_steps
 
 MEDIA_TYPE = "application/jsonl"
 SUFFIX = ".jsonl"
-IMAGES_ARCHIVE = "images.zip"  # the images travel beside the jsonl (services.dataset_export.images_zip_write)
+IMAGES_ARCHIVE = "images.zip"  # the images travel beside the jsonl (formats.archive.images_zip_write)
 DEFAULT_ORIGIN = "VisualProcessBench"
 METADATA_KEY = "visualprocessbench"
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -56,6 +57,8 @@ class ImportSource:
     path: Path
     images: ImageSource
     options: dict = field(default_factory=dict)
+    # Uploads: options naming files must stay inside the uploaded folder (the command line may not).
+    confined: bool = False
 
     @property
     def name(self) -> str:
@@ -98,12 +101,18 @@ def dataset_import(
     user=None,
     progress: ProgressCallback | None = None,
     batch_size: int = 2000,
+    confined: bool = False,
 ) -> ImportResult:
-    """Import `path` (in `format_name`) into `project`. Raises DatasetImportError on bad input."""
+    """Import `path` (in `format_name`) into `project`. Raises DatasetImportError on bad input.
+
+    `confined` (uploads): file options must name paths inside the uploaded folder.
+    """
     parse = import_parser(format_name)
     path = Path(path)
     if not path.exists():
         raise DatasetImportError("file not found", file=str(path))
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetImportError("the file is empty", file=path.name)
     # A dataset folder holds its own images unless told otherwise; a single file names them relative to itself.
     if images:
         image_root = Path(images)
@@ -114,7 +123,7 @@ def dataset_import(
     else:
         image_root = path.parent
     image_source = ImageSource(image_root)
-    source = ImportSource(path=path, images=image_source, options=dict(options or {}))
+    source = ImportSource(path=path, images=image_source, options=dict(options or {}), confined=confined)
     written_files: list[str] = []
     try:
         with transaction.atomic():
@@ -203,6 +212,7 @@ class _BatchWriter:
         n = len(parsed.steps)
         if n == 0:
             raise DatasetImportError("solution has no steps", file=name, line=parsed.line, field="steps")
+        _check_sizes(parsed, file=name)
         for labels, label_field in ((parsed.gold, "labels"), (parsed.auto, "labels")):
             if labels is not None and len(labels) != n:
                 raise DatasetImportError(
@@ -454,6 +464,38 @@ def _analyze_imported_tables() -> None:
     with connection.cursor() as cursor:
         for model in (Item, ItemImage, Solution, Step, AutoLabel, GoldLabel):
             cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+
+
+# Text columns with a length in the schema: checked here so the error names the record, not the batch.
+_ITEM_LIMITS = {name: Item._meta.get_field(name).max_length for name in ("external_id", "data_source")}
+_SOLUTION_LIMITS = {name: Solution._meta.get_field(name).max_length for name in ("key", "policy_model")}
+_ORIGIN_LIMIT = GoldLabel._meta.get_field("origin").max_length
+_SOURCE_LIMIT = AutoLabel._meta.get_field("source").max_length
+
+
+def _check_sizes(parsed: ParsedSolution, *, file: str) -> None:
+    """Refuse texts past the schema's lengths and the question/step limits (settings)."""
+
+    def refuse(message: str, field_name: str) -> DatasetImportError:
+        return DatasetImportError(message, file=file, line=parsed.line, field=field_name)
+
+    for values, limits in ((parsed.item, _ITEM_LIMITS), (parsed, _SOLUTION_LIMITS)):
+        for name, limit in limits.items():
+            value = getattr(values, name)
+            if len(value) > limit:
+                raise refuse(f"{len(value)} characters, more than the {limit} allowed", name)
+    if len(parsed.gold_origin) > _ORIGIN_LIMIT:
+        raise refuse(f"gold label origin of {len(parsed.gold_origin)} characters, more than the {_ORIGIN_LIMIT} allowed", "gold_origin")
+    for label in parsed.auto or ():
+        if label is not None and len(label.source) > _SOURCE_LIMIT:
+            raise refuse(f"label source of {len(label.source)} characters, more than the {_SOURCE_LIMIT} allowed", "source")
+    question_limit = settings.STEPMARK_MAX_QUESTION_CHARS
+    if len(parsed.item.question) > question_limit:
+        raise refuse(f"question of {len(parsed.item.question)} characters, more than the {question_limit} allowed", "question")
+    step_limit = settings.STEPMARK_MAX_STEP_CHARS
+    for index, text in enumerate(parsed.steps):
+        if len(text) > step_limit:
+            raise refuse(f"step {index} has {len(text)} characters, more than the {step_limit} allowed", f"steps[{index}]")
 
 
 def _auto_label_problem(label: ParsedAutoLabel) -> str | None:

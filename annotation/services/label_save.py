@@ -13,11 +13,11 @@ from django.db import transaction
 from django.db.models import F
 from django.http import Http404
 
+from annotation.access import assignment_for_member, sees_machine_hints
+from annotation.labelling_reads import step_hints
 from annotation.models import Assignment, Step
-from annotation.permissions import assignment_for_member
 from annotation.services.labels import LabelRejected, LabelWrite, check_label_value, step_label_clear
 from annotation.services.statements import assignment_missing_step_ids, label_save_statement
-from annotation.visibility import sees_machine_hints, step_hints
 
 
 class AssignmentClosed(Exception):

@@ -23,6 +23,7 @@ from functools import cache
 
 from django.db import connection, transaction
 
+from annotation.access import OVERSEER_ROLES
 from annotation.models import (
     Assignment,
     AutoLabel,
@@ -35,7 +36,6 @@ from annotation.models import (
     Solution,
     Step,
 )
-from annotation.visibility import OVERSEER_ROLES
 from stepmark import rows
 
 

@@ -135,9 +135,9 @@ def backend_from_params(params: dict) -> GenerationBackend:
 
         return TransformersBackend(**_options(TransformersBackend, params))
     if kind == "openai":
-        from workers.generation.openai_backend import OpenAIBackend
+        from workers.generation.openai_backend import OpenAIBackend, server_options
 
-        return OpenAIBackend(**_options(OpenAIBackend, params))
+        return OpenAIBackend(**_options(OpenAIBackend, server_options(params)))
     if kind == "vllm":
         from workers.generation.vllm_backend import VLLMBackend
 

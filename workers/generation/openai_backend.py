@@ -17,11 +17,31 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
+
 from workers.errors import PermanentJobError, TransientJobError
 from workers.generation.base import Completion, GenerationBackend, GenerationRequest, as_png_bytes
 
 # Worth a retry: the server is overloaded, restarting or timed out.
 TRANSIENT_HTTP_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def generation_servers() -> dict[str, dict[str, str]]:
+    """The operator's servers (STEPMARK_GENERATION_SERVERS), name -> base_url, model, api_key."""
+    return settings.STEPMARK_GENERATION_SERVERS
+
+
+def server_options(params: dict) -> dict:
+    """OpenAIBackend options for job parameters naming a server; a job never brings its own URL."""
+    params = dict(params)
+    if "base_url" in params or "api_key" in params:
+        raise PermanentJobError("a job names its server from STEPMARK_GENERATION_SERVERS; it cannot give a URL")
+    name = params.pop("server", None)
+    params.pop("model", None)  # the listed server says which model it serves
+    entry = generation_servers().get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise PermanentJobError(f"no generation server named {name!r} is configured (STEPMARK_GENERATION_SERVERS)")
+    return {**params, "base_url": entry["base_url"], "model": entry["model"], "api_key": entry.get("api_key", "")}
 
 
 def chat_payload(request: GenerationRequest, *, model: str) -> dict:
@@ -83,11 +103,10 @@ class OpenAIBackend(GenerationBackend):
             listing = self._call("GET", "/models", None, timeout=min(self.timeout, 30.0))
         except TransientJobError as exc:
             raise PermanentJobError(f"generation server {self.base_url} is unreachable: {exc}") from exc
-        served = [entry.get("id") for entry in listing.get("data", [])]
+        data = listing.get("data", []) if isinstance(listing, dict) else []
+        served = [entry.get("id") for entry in data if isinstance(entry, dict)]
         if self.model not in served:
-            raise PermanentJobError(
-                f"server {self.base_url} does not serve model {self.model!r}; it serves {served}"
-            )
+            raise PermanentJobError(f"server {self.base_url} does not serve model {self.model!r}")
 
     def _call(self, method: str, path: str, body: dict | None, *, timeout: float) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -99,15 +118,16 @@ class OpenAIBackend(GenerationBackend):
             with urllib.request.urlopen(http_request, timeout=timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:500].decode(errors="replace")
-            message = f"{method} {self.base_url}{path}: HTTP {exc.code}: {detail}"
+            # Status and reason phrase only: the body is the server's, and may be anyone's page.
+            reason = str(exc.reason or "")[:80]
+            message = f"{method} {path}: HTTP {exc.code} {reason}".rstrip()
             if exc.code in TRANSIENT_HTTP_STATUSES:
                 raise TransientJobError(message) from exc
             raise PermanentJobError(message) from exc
         except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as exc:
-            raise TransientJobError(f"{method} {self.base_url}{path}: {exc}") from exc
+            raise TransientJobError(f"{method} {path}: {exc}") from exc
         except json.JSONDecodeError as exc:
-            raise TransientJobError(f"{method} {self.base_url}{path}: the reply is not JSON: {exc}") from exc
+            raise TransientJobError(f"{method} {path}: the reply is not JSON") from exc
 
     def _complete(self, request: GenerationRequest) -> list[Completion]:
         reply = self._call(

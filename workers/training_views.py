@@ -11,15 +11,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from annotation.access import project_for_admin
 from annotation.models import Role
-from annotation.permissions import project_for_admin
 from prm.benchmark import PAPER_MACRO_F1, benchmark_reports, benchmark_solution_count, report_rows
 from prm.core.curves import run_curves
 from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
-from prm.evaluate_runner import benchmark_job_start
 from prm.models import PRMVersion, TrainingRun
-from prm.services import training_run_start
+from workers.evaluate_runner import benchmark_job_start
+from workers.training_services import training_run_start
 
 
 @login_required

@@ -1,16 +1,13 @@
 """The "evaluate" job: held-out gold evaluation of a new candidate, then promote-or-not; or, with a
 `benchmark_project_id`, a version scored on a whole benchmark project (prm.benchmark).
 
-Hooked to training without touching the train runner: when a version created by a training run is
-saved (inside the train job's final transaction), an evaluate job is created in that same
-transaction, so it exists exactly when the candidate does and is enqueued after the commit.
+The train runner calls `evaluate_job_start` for each new candidate inside its final transaction,
+so the evaluate job exists exactly when the candidate does and is enqueued after the commit.
 """
 
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 
 from annotation.models import Project
 from prm.benchmark import benchmark_evaluate, benchmark_record
@@ -18,7 +15,6 @@ from prm.models import PRMVersion
 from prm.registry import comparable_evaluations, live_version, version_promote_if_better
 from workers.errors import PermanentJobError
 from workers.models import Job, JobChunk
-from workers.runners import runner
 from workers.services import chunk_finish, job_create
 
 
@@ -38,13 +34,6 @@ def benchmark_job_start(*, version: PRMVersion, project: Project, user=None) -> 
     )
 
 
-@receiver(post_save, sender=PRMVersion, dispatch_uid="prm-evaluate-new-candidates")
-def evaluate_new_candidate(sender, instance: PRMVersion, created: bool, raw: bool = False, **kwargs) -> None:
-    if created and not raw and instance.created_from_id and instance.status == PRMVersion.Status.CANDIDATE:
-        evaluate_job_start(version=instance)
-
-
-@runner(Job.Kind.EVALUATE)
 def run_evaluation(chunk: JobChunk) -> dict:
     params = chunk.job.params
     version = PRMVersion.objects.select_related("project", "created_from").filter(pk=params.get("version_id")).first()

@@ -1,9 +1,6 @@
-"""What each kind of job does with one chunk. Runners compute, then store results and call
-`chunk_finish` in one transaction, so a chunk's results land exactly once."""
+"""The "export" job: write a project's export to a file and offer it for download."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from django.core.files.base import File
 from django.db import transaction
@@ -11,19 +8,7 @@ from django.db import transaction
 from workers.models import Job, JobChunk
 from workers.services import chunk_finish, chunk_heartbeat, job_progress_add
 
-Runner = Callable[[JobChunk], dict]
-RUNNERS: dict[str, Runner] = {}
 
-
-def runner(kind: str):
-    def register(function: Runner) -> Runner:
-        RUNNERS[kind] = function
-        return function
-
-    return register
-
-
-@runner(Job.Kind.EXPORT)
 def run_export(chunk: JobChunk) -> dict:
     """Write a project's export to a file under MEDIA_ROOT/jobs/ and offer it for download."""
     import tempfile

@@ -21,12 +21,12 @@ from prm.models import Evaluation, PRMVersion, TrainingRun
 from prm.services import run_directory
 from prm.training_data import TrainingExample, example_images, training_set_build
 from workers.errors import PermanentJobError, TransientJobError
+from workers.evaluate_runner import evaluate_job_start
 from workers.models import Job, JobChunk
-from workers.runners import runner
 from workers.services import chunk_finish, chunk_heartbeat, job_is_cancelled
 
-# torch and transformers are imported inside the functions that use them, so registering this
-# runner at start-up (prm.apps) does not load them into every web process.
+# torch and transformers are imported inside the functions that use them, so the job registry
+# (workers.registry) does not load them into every web process.
 
 
 def encode_examples(processor, examples: Sequence[TrainingExample], *, config: TrainConfig | None = None):
@@ -69,7 +69,6 @@ class TrainingCancelled(PermanentJobError):
     pass
 
 
-@runner(Job.Kind.TRAIN)
 def run_training(chunk: JobChunk) -> dict:
     run = TrainingRun.objects.select_related("project").get(job_id=chunk.job_id)
     try:
@@ -120,7 +119,7 @@ def _train(run: TrainingRun, chunk: JobChunk) -> dict:
     result = train_prm(config=config, examples=examples, output_dir=run_directory(run), progress=progress, on_start=on_start)
     metrics = evaluate_examples(model_dir=result.model_dir, examples=training_set.validation)
     with transaction.atomic():
-        version, _ = PRMVersion.objects.update_or_create(
+        version, created = PRMVersion.objects.update_or_create(
             name=f"run-{run.pk}",
             defaults={
                 "project": run.project, "backbone": config.backbone, "directory": str(result.model_dir),
@@ -129,6 +128,9 @@ def _train(run: TrainingRun, chunk: JobChunk) -> dict:
         )
         if metrics:
             Evaluation.objects.create(version=version, split="validation", metrics=metrics)
+        if created and version.status == PRMVersion.Status.CANDIDATE:
+            # In this transaction: the evaluate job exists exactly when the candidate does.
+            evaluate_job_start(version=version)
         TrainingRun.objects.filter(pk=run.pk).update(
             status=TrainingRun.Status.DONE, step=result.steps, finished_at=timezone.now()
         )
