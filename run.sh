@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stepmark on embedded defaults: an embedded PostgreSQL (data in var/pgdata), an embedded
-# (file-system) broker and a worker, the demo project from ../shared/data, the web app at
+# (file-system) broker, a worker per queue and beat, the demo project from ../shared/data, the web app at
 # http://127.0.0.1:8000. A DATABASE_URL of your own replaces the embedded server.
 set -euo pipefail
 root="$(cd "$(dirname "$0")" && pwd)"
@@ -10,14 +10,12 @@ export DEBUG="${DEBUG:-true}"
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-filesystem://}"
 mkdir -p var
 
-worker=""
+children=()
 EMBEDDED_PG_STARTED=0
 cleanup() {
   trap - EXIT INT TERM
-  if [ -n "$worker" ]; then
-    kill "$worker" 2>/dev/null || true
-    wait "$worker" 2>/dev/null || true
-  fi
+  for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}"; do wait "$pid" 2>/dev/null || true; done
   # Only the run that started the embedded server stops it (a second ./run.sh reuses it).
   if [ "$EMBEDDED_PG_STARTED" = 1 ]; then
     echo "stopping the embedded PostgreSQL"
@@ -35,7 +33,14 @@ fi
 
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py demo_setup
-.venv/bin/python -m celery -A stepmark worker -Q default,gpu --pool solo --loglevel INFO > var/worker.log 2>&1 &
-worker=$!
-echo "worker started (log: var/worker.log)"
+# One worker per queue, so a long MC or training job on `gpu` never holds up an export on
+# `default`; beat runs the schedules (retraining) and the reaper that re-sends lost chunks.
+for queue in default gpu; do
+  .venv/bin/python -m celery -A stepmark worker -Q "$queue" -n "$queue@%h" --pool solo --loglevel INFO \
+    > "var/worker-$queue.log" 2>&1 &
+  children+=($!)
+done
+.venv/bin/python -m celery -A stepmark beat --loglevel INFO > var/beat.log 2>&1 &
+children+=($!)
+echo "workers (default, gpu) and beat started (logs: var/worker-default.log, var/worker-gpu.log, var/beat.log)"
 .venv/bin/python manage.py runserver --noreload "${STEPMARK_ADDR:-127.0.0.1:8000}"

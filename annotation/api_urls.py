@@ -1,6 +1,9 @@
 from django.urls import path
 
 from annotation.api import labelling, views
+from stepmark.converters import register_id_converter
+
+register_id_converter()  # `<id:...>` below: a bigint key, 404 past it (Django registers converters in the URLconf)
 
 app_name = "api"
 _ASSIGNMENT = "projects/<id:project_id>/assignments/<id:assignment_id>/"

@@ -1,6 +1,9 @@
 from django.urls import path
 
 from annotation import dashboard_views, label_views, review_views, views
+from stepmark.converters import register_id_converter
+
+register_id_converter()  # `<id:...>` below: a bigint key, 404 past it (Django registers converters in the URLconf)
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -3,6 +3,9 @@
 from django.urls import path
 
 from prm import api_views, registry_views
+from stepmark.converters import register_id_converter
+
+register_id_converter()  # `<id:...>` below: a bigint key, 404 past it (Django registers converters in the URLconf)
 
 urlpatterns = [
     path("projects/<id:project_id>/prm/versions/", registry_views.versions_page, name="prm-versions"),

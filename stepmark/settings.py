@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from this site: the docs work offline
     "template_partials",
     "django_celery_beat",
     "axes",
@@ -215,6 +216,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Step-level labels for multimodal reasoning: projects, items, labels, imports, exports.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # `<id:...>` (stepmark.converters): a bigint key.
     "PATH_CONVERTER_OVERRIDES": {"id": int},
 }

@@ -7,8 +7,9 @@ chunk completion share one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models.functions import Coalesce, Now
@@ -24,6 +25,9 @@ from workers.errors import PermanentJobError, TransientJobError
 from workers.evaluate_runner import evaluate_job_start
 from workers.models import Job, JobChunk
 from workers.services import chunk_finish, chunk_heartbeat, job_is_cancelled
+
+if TYPE_CHECKING:
+    from prm.core.training import ProgressCallback, StartCallback, TrainResult
 
 # torch and transformers are imported inside the functions that use them, so the job registry
 # (workers.registry) does not load them into every web process.
@@ -71,26 +75,63 @@ class TrainingCancelled(PermanentJobError):
 
 def run_training(chunk: JobChunk) -> dict:
     run = TrainingRun.objects.select_related("project").get(job_id=chunk.job_id)
-    try:
-        return _train(run, chunk)
-    except TransientJobError:
-        raise  # retried; the next attempt resumes from the last checkpoint
-    except Exception as exc:
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-        )
-        raise
+    return _train(run, chunk)
 
 
 def _train(run: TrainingRun, chunk: JobChunk) -> dict:
+    def on_start(total_steps: int, first_step: int) -> None:
+        Job.objects.filter(pk=chunk.job_id).update(progress_total=total_steps, progress_done=first_step)
+
+    def progress(step: int, loss: float, lr: float, tokens_per_s: float) -> None:
+        if job_is_cancelled(job_id=chunk.job_id):
+            raise TrainingCancelled("the job was cancelled")
+        Job.objects.filter(pk=chunk.job_id).update(progress_done=step)
+        chunk_heartbeat(chunk=chunk)
+
+    def finish(result) -> None:
+        chunk_finish(chunk=chunk, counts={"steps": result.steps}, progress_already_reported=chunk.size)
+
+    result = training_run_execute(
+        run=run, output_dir=run_directory(run), on_start=on_start, progress=progress, finish=finish
+    )
+    return {"steps": result.steps}
+
+
+def training_run_execute(
+    *,
+    run: TrainingRun,
+    output_dir: Path,
+    record: bool = True,
+    on_start: StartCallback | None = None,
+    progress: ProgressCallback | None = None,
+    finish: Callable[[TrainResult], None] | None = None,
+) -> TrainResult:
+    """Train `run` (its config and merge policy) on its project's merged labels into `output_dir`.
+
+    The one training path of the train job and of `manage.py train_prm`, also under accelerate
+    launch/torchrun: there every process calls this, and only the main one passes `record=True`, so
+    only it writes the run's progress, the candidate version and its evaluation (train_prm already
+    keeps checkpoints to the main process). `on_start`/`progress` are called after the run's own
+    bookkeeping; `finish` inside the transaction that stores the version.
+    """
+    runs = TrainingRun.objects.filter(pk=run.pk) if record else TrainingRun.objects.none()
+    try:
+        return _execute(run=run, runs=runs, output_dir=output_dir, record=record, on_start=on_start,
+                        progress=progress, finish=finish)
+    except TransientJobError:
+        raise  # retried; the next attempt resumes from the last checkpoint
+    except Exception as exc:
+        runs.update(status=TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now())
+        raise
+
+
+def _execute(*, run, runs, output_dir, record, on_start, progress, finish) -> TrainResult:
     from prm.core.conversation import load_processor
     from prm.core.training import resolve_for_this_machine, train_prm
 
     config = resolve_for_this_machine(TrainConfig.from_dict(run.config))
     policy = MergePolicy.from_dict(run.merge_policy)
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=TrainingRun.Status.RUNNING, error="", started_at=Coalesce("started_at", Now()), config=config.to_dict()
-    )
+    runs.update(status=TrainingRun.Status.RUNNING, error="", started_at=Coalesce("started_at", Now()), config=config.to_dict())
     training_set = training_set_build(
         project=run.project, policy=policy, max_steps_per_solution=config.max_steps_per_solution
     )
@@ -99,24 +140,28 @@ def _train(run: TrainingRun, chunk: JobChunk) -> dict:
     if not Path(config.backbone).exists():
         raise PermanentJobError(f"backbone folder {config.backbone} does not exist")
     examples = encode_examples(load_processor(config.backbone), training_set.train, config=config)
-    TrainingRun.objects.filter(pk=run.pk).update(data_summary=training_set.summary())
+    runs.update(data_summary=training_set.summary())
     history: list[dict] = []
 
-    def on_start(total_steps: int, first_step: int) -> None:
+    def started(total_steps: int, first_step: int) -> None:
         # A resumed run drops the entries after its checkpoint: those steps are trained again.
         history[:] = [entry for entry in TrainingRun.objects.get(pk=run.pk).history if entry["step"] <= first_step]
-        TrainingRun.objects.filter(pk=run.pk).update(total_steps=total_steps, step=first_step, history=history)
-        Job.objects.filter(pk=chunk.job_id).update(progress_total=total_steps, progress_done=first_step)
+        runs.update(total_steps=total_steps, step=first_step, history=history)
+        if on_start is not None:
+            on_start(total_steps, first_step)
 
-    def progress(step: int, loss: float, lr: float, tokens_per_s: float) -> None:
-        if job_is_cancelled(job_id=chunk.job_id):
-            raise TrainingCancelled("the job was cancelled")
+    def stepped(step: int, loss: float, lr: float, tokens_per_s: float) -> None:
         history.append({"step": step, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s, "time": timezone.now().timestamp()})
-        TrainingRun.objects.filter(pk=run.pk).update(step=step, history=history)
-        Job.objects.filter(pk=chunk.job_id).update(progress_done=step)
-        chunk_heartbeat(chunk=chunk)
+        runs.update(step=step, history=history)
+        if progress is not None:
+            progress(step, loss, lr, tokens_per_s)
 
-    result = train_prm(config=config, examples=examples, output_dir=run_directory(run), progress=progress, on_start=on_start)
+    result = train_prm(
+        config=config, examples=examples, output_dir=output_dir,
+        progress=stepped if record else progress, on_start=started if record else on_start,
+    )
+    if not record:
+        return result
     metrics = evaluate_examples(model_dir=result.model_dir, examples=training_set.validation)
     with transaction.atomic():
         version, created = PRMVersion.objects.update_or_create(
@@ -131,8 +176,7 @@ def _train(run: TrainingRun, chunk: JobChunk) -> dict:
         if created and version.status == PRMVersion.Status.CANDIDATE:
             # In this transaction: the evaluate job exists exactly when the candidate does.
             evaluate_job_start(version=version)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            status=TrainingRun.Status.DONE, step=result.steps, finished_at=timezone.now()
-        )
-        chunk_finish(chunk=chunk, counts={"steps": result.steps}, progress_already_reported=chunk.size)
-    return {"steps": result.steps}
+        runs.update(status=TrainingRun.Status.DONE, step=result.steps, finished_at=timezone.now())
+        if finish is not None:
+            finish(result)
+    return result

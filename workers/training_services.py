@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db import transaction
 
 from annotation.models import Project
@@ -13,8 +15,10 @@ from workers.models import Job
 from workers.services import job_create
 
 
-def training_run_start(*, project: Project, config: TrainConfig, merge_policy: MergePolicy, user=None) -> TrainingRun:
-    """Record a training run and queue its job (kind "train") on the GPU queue."""
+def training_run_create(
+    *, project: Project, config: TrainConfig, merge_policy: MergePolicy, user=None, output_dir: Path | None = None
+) -> TrainingRun:
+    """Record a training run that writes into `output_dir` (default: its own folder under prm_root())."""
     if not config.backbone:
         raise ValueError("the training config names no backbone")
     with transaction.atomic():
@@ -24,7 +28,15 @@ def training_run_start(*, project: Project, config: TrainConfig, merge_policy: M
             merge_policy=merge_policy.to_dict(),
             created_by=user if getattr(user, "pk", None) else None,
         )
-        run.checkpoint_dir = str(run_directory(run))
+        run.checkpoint_dir = str(output_dir if output_dir is not None else run_directory(run))
+        run.save(update_fields=["checkpoint_dir"])
+    return run
+
+
+def training_run_start(*, project: Project, config: TrainConfig, merge_policy: MergePolicy, user=None) -> TrainingRun:
+    """Record a training run and queue its job (kind "train") on the GPU queue."""
+    with transaction.atomic():
+        run = training_run_create(project=project, config=config, merge_policy=merge_policy, user=user)
         run.job = job_create(kind=Job.Kind.TRAIN, project=project, params={"training_run_id": run.pk}, user=user)
-        run.save(update_fields=["checkpoint_dir", "job"])
+        run.save(update_fields=["job"])
     return run

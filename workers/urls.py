@@ -1,6 +1,9 @@
 from django.urls import path
 
+from stepmark.converters import register_id_converter
 from workers import training_views, views
+
+register_id_converter()  # `<id:...>` below: a bigint key, 404 past it (Django registers converters in the URLconf)
 
 urlpatterns = [
     path("projects/<id:project_id>/jobs/", views.jobs_page, name="jobs"),

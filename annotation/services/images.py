@@ -78,10 +78,9 @@ def _image_lock(sha256: str) -> None:
     Whoever stores, repairs or removes an image's file holds it, so of two imports storing the same
     new image the second waits until the first committed its row or rolled back and cleaned up.
     """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # 60 bits of the hash: a collision only makes one import wait for another.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(sha256[:15], 16)])
+    with connection.cursor() as cursor:
+        # 60 bits of the hash: a collision only makes one import wait for another.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int(sha256[:15], 16)])
 
 
 def image_store(*, data: bytes, written: list[str] | None = None) -> tuple[Image, bool]:

@@ -110,11 +110,15 @@ def _micro_batches(*, num_examples: int, epoch: int, config: TrainConfig, num_pr
 
 
 def _label_loss(logits: torch.Tensor, targets: torch.Tensor, *, config: TrainConfig, pair_ids: torch.Tensor) -> torch.Tensor:
-    """Mean loss over labelled answers; logits (n, vocab), targets (n,) token ids of "+"/"-"."""
+    """SUMMED loss over labelled answers; logits (n, vocab), targets (n,) token ids of "+"/"-"."""
     if config.label_loss == "vocab":
-        return torch.nn.functional.cross_entropy(logits.float(), targets)
+        return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     pair_logits = logits[:, pair_ids].float()  # column 0: "+", column 1: "-"
-    return torch.nn.functional.cross_entropy(pair_logits, (targets == pair_ids[1]).long())
+    return torch.nn.functional.cross_entropy(pair_logits, (targets == pair_ids[1]).long(), reduction="sum")
+
+
+def _labelled_answers(conversations: Sequence[EncodedConversation]) -> int:
+    return sum(int((c.labels != IGNORE_INDEX).sum()) for c in conversations)
 
 
 def _batch_loss(model, conversations: list[EncodedConversation], *, config, pad_token_id, pair_ids, device):
@@ -275,21 +279,28 @@ def train_prm(
             num_examples=len(examples), epoch=epoch, config=config,
             num_processes=num_processes, process_index=process_index,
         )
-        group = batches[step_in_epoch * accumulation : (step_in_epoch + 1) * accumulation]
-        started, tokens, losses = time.perf_counter(), 0, []
-        for position, indices in enumerate(group):
+        group_indices = batches[step_in_epoch * accumulation : (step_in_epoch + 1) * accumulation]
+        group = [[examples[i] for i in indices] for indices in group_indices]
+        started, tokens, loss_sum = time.perf_counter(), 0, 0.0
+        # The loss is the mean over every labelled answer of the GLOBAL batch, whatever its split into
+        # processes and accumulated micro-batches: one process with batch 8 and two with 4 each train
+        # alike. DDP averages gradients over processes, hence the factor num_processes.
+        local_answers = torch.tensor(float(sum(_labelled_answers(b) for b in group)), device=accelerator.device)
+        answers = float(accelerator.reduce(local_answers, "sum"))
+        scale = num_processes / max(answers, 1.0)
+        for position, conversations in enumerate(group):
             # Gradients are all-reduced only on the last forward pass of the optimizer step.
             sync = position == len(group) - 1
             context = accelerator.no_sync(model) if not sync and num_processes > 1 else nullcontext()
             with context, accelerator.autocast():
                 loss, batch_tokens = _batch_loss(
-                    model, [examples[i] for i in indices], config=config,
+                    model, conversations, config=config,
                     pad_token_id=pad_token_id, pair_ids=pair_ids, device=accelerator.device,
                 )
                 if loss is None:  # no labelled step in this batch: keep DDP ranks in step with a zero loss
                     loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
-                accelerator.backward(loss / len(group))
-            losses.append(float(loss.detach()))
+                accelerator.backward(loss * scale)
+            loss_sum += float(loss.detach())
             tokens += batch_tokens
         if config.max_grad_norm is not None:
             accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -299,8 +310,9 @@ def train_prm(
         optimizer.zero_grad(set_to_none=True)
         step += 1
         elapsed = time.perf_counter() - started
-        mean_loss = float(accelerator.reduce(torch.tensor(sum(losses) / len(losses), device=accelerator.device), "mean"))
-        tokens_per_s = tokens * num_processes / elapsed if elapsed > 0 else 0.0
+        totals = accelerator.reduce(torch.tensor([loss_sum, float(tokens)], device=accelerator.device), "sum")
+        mean_loss = float(totals[0]) / max(answers, 1.0)
+        tokens_per_s = float(totals[1]) / elapsed if elapsed > 0 else 0.0
         history.append({"step": step, "loss": mean_loss, "lr": lr, "tokens_per_s": tokens_per_s, "time": time.time()})
         if step % config.checkpoint_every == 0 or step == total_steps:
             accelerator.wait_for_everyone()

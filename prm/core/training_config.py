@@ -105,3 +105,18 @@ class TrainConfig:
     @classmethod
     def help_texts(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+def split_global_batch(*, global_batch: int, num_processes: int, micro_batch: int | None = None) -> tuple[int, int]:
+    """(per-process batch, gradient accumulation steps) that keep `global_batch` conversations an
+    optimizer step on `num_processes` processes, each forward pass at most `micro_batch` long
+    (default: the whole per-process share at once)."""
+    if global_batch < 1 or num_processes < 1:
+        raise ValueError("the global batch and the number of processes must be at least 1")
+    if global_batch % num_processes:
+        raise ValueError(f"a global batch of {global_batch} does not split evenly over {num_processes} processes")
+    share = global_batch // num_processes
+    micro = share if micro_batch is None else min(micro_batch, share)
+    if micro < 1 or share % micro:
+        raise ValueError(f"a micro-batch of {micro_batch} does not divide the per-process batch of {share}")
+    return micro, share // micro
