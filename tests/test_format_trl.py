@@ -219,7 +219,16 @@ def test_solutions_labelled_to_their_first_error_keep_the_steps_up_to_it(project
             assert row["completions"] == record["steps"][: first_error + 1]
 
 
-def test_exports_load_with_datasets_and_train_trl_prm_trainer(project, tmp_path):
+@pytest.fixture
+def fresh_accelerate_state():
+    """TRL's trainer sets accelerate's process-wide state; later training in this process sets its own."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_exports_load_with_datasets_and_train_trl_prm_trainer(project, tmp_path, fresh_accelerate_state):
     datasets = pytest.importorskip("datasets")
     dataset_import(project=project, format_name="trl-stepwise", path=write_parquet(tmp_path / "t.parquet", ROWS))
     (tmp_path / "train.parquet").write_bytes(export_trl(project))
