@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import ExpressionWrapper, F, Q
 
 
 class Role(models.TextChoices):
@@ -20,6 +20,24 @@ class Role(models.TextChoices):
 class LabelMode(models.TextChoices):
     ALL_STEPS = "all_steps", "Label every step (VisualProcessBench)"
     FIRST_ERROR = "first_error", "Stop at the first incorrect step (PRM800K phase 2)"
+
+
+# MATH-V's error analysis (arXiv 2402.14804, section 4): the kinds of mistakes models make.
+DEFAULT_ERROR_CATEGORIES = (
+    "visual perception",
+    "reasoning",
+    "knowledge",
+    "calculation",
+    "misunderstood question",
+    "other",
+)
+# The category whose label may carry a free-text note.
+OTHER_ERROR_CATEGORY = "other"
+ERROR_CATEGORY_MAX_LENGTH = 100
+
+
+def default_error_categories() -> list[str]:
+    return list(DEFAULT_ERROR_CATEGORIES)
 
 
 class Project(models.Model):
@@ -36,6 +54,16 @@ class Project(models.Model):
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of queue items that are hidden quality checks with adjudicated gold labels (0-1)."
     )
+    error_categories_enabled = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="An incorrect step may carry an error category (chosen by key right after 'incorrect').",
+    )
+    error_categories = models.JSONField(
+        default=default_error_categories,
+        blank=True,
+        help_text='The categories offered, in order (a JSON list of names; "other" takes a note).',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 
@@ -51,6 +79,38 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        try:
+            self.error_categories = error_categories_checked(self.error_categories)
+        except ValueError as exc:
+            raise ValidationError({"error_categories": str(exc)}) from None
+
+    @property
+    def offered_error_categories(self) -> list[str]:
+        """The categories an annotator may choose here; none when the project does not enable them."""
+        return list(self.error_categories or []) if self.error_categories_enabled else []
+
+
+def error_categories_checked(categories) -> list[str]:
+    """`categories` as a project stores them: a list of distinct non-empty names; ValueError says what is wrong."""
+    if not isinstance(categories, list):
+        raise ValueError('a JSON list of names, e.g. ["reasoning", "calculation", "other"]')
+    cleaned: list[str] = []
+    for position, name in enumerate(categories, start=1):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"entry {position} is not a non-empty name: {name!r}")
+        name = name.strip()
+        if len(name) > ERROR_CATEGORY_MAX_LENGTH:
+            raise ValueError(f"entry {position} is longer than {ERROR_CATEGORY_MAX_LENGTH} characters")
+        if name in cleaned:
+            raise ValueError(f"entry {position} repeats {name!r}")
+        cleaned.append(name)
+    if len(cleaned) > 9:
+        raise ValueError("at most 9 categories (they are chosen with the keys 1 to 9)")
+    return cleaned
 
 
 class Membership(models.Model):
@@ -186,8 +246,17 @@ class Solution(models.Model):
             models.UniqueConstraint(fields=["item", "key"], name="solution_unique_key_per_item"),
         ]
         indexes = [
-            # The queue: a project's open solutions, highest priority first, then in import order.
-            models.Index(fields=["project", "-priority", "id"], name="solution_queue", condition=Q(queue_open=True)),
+            # The queue: a project's open solutions, highest priority first, then those other annotators
+            # have started (with overlap k > 1 they are completed first, so agreement has data
+            # early), then in import order. The statement orders by exactly these expressions.
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                ExpressionWrapper(Q(slots_taken__gt=0), output_field=models.BooleanField()).desc(),
+                F("id"),
+                name="solution_queue",
+                condition=Q(queue_open=True),
+            ),
         ]
 
     def save(self, *args, **kwargs):
@@ -232,6 +301,9 @@ class HumanLabel(models.Model):
     shown_hints = models.JSONField(
         default=dict, blank=True, help_text="Machine hints the annotator saw when labelling (anchoring)."
     )
+    # Why the step is incorrect, from the project's list (empty: not said); a note only with "other".
+    error_category = models.CharField(max_length=ERROR_CATEGORY_MAX_LENGTH, blank=True, default="", db_default="")
+    error_note = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -239,6 +311,12 @@ class HumanLabel(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["step", "annotator"], name="humanlabel_one_per_annotator"),
             models.CheckConstraint(condition=Q(value__in=LABEL_VALUES), name="humanlabel_value_valid"),
+            models.CheckConstraint(
+                condition=Q(error_category="") | Q(value=-1), name="humanlabel_category_only_incorrect"
+            ),
+            models.CheckConstraint(
+                condition=Q(error_note="") | Q(error_category=OTHER_ERROR_CATEGORY), name="humanlabel_note_only_other"
+            ),
         ]
 
 
@@ -412,6 +490,9 @@ class LabelChange(models.Model):
     is_gold = models.BooleanField(default=False)
     old_value = models.SmallIntegerField(null=True, blank=True)
     new_value = models.SmallIntegerField(null=True, blank=True)
+    old_category = models.CharField(max_length=ERROR_CATEGORY_MAX_LENGTH, blank=True, default="", db_default="")
+    new_category = models.CharField(max_length=ERROR_CATEGORY_MAX_LENGTH, blank=True, default="", db_default="")
+    new_note = models.TextField(blank=True, default="", db_default="")
     changed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -139,3 +139,82 @@ def test_priority_orders_the_queue_and_skips_are_remembered(make_user):
     # The skipped slot goes to someone else.
     other = make_user("p2")
     assert next_assignment(project=project, annotator=other).solution_id == high.id
+
+
+def _take_one_each(project_id: int, user_id: int, barrier: threading.Barrier, taken: list, errors: list, rounds: int):
+    from django.contrib.auth import get_user_model
+
+    try:
+        project = Project.objects.get(pk=project_id)
+        user = get_user_model().objects.get(pk=user_id)
+        barrier.wait()
+        for _ in range(rounds):
+            assignment = next_assignment(project=project, annotator=user)
+            if assignment is None:
+                break
+            taken.append((assignment.solution_id, user_id))
+            assignment_submit(assignment=assignment, cannot_judge_reason="test: finish quickly")
+    except Exception as exc:  # surfaced by the assertion below
+        errors.append(exc)
+    finally:
+        connection.close()
+
+
+def test_started_items_are_completed_before_new_ones_are_opened(make_user):
+    """With overlap k = 3, items other annotators started are handed out before fresh ones (within
+    priority), under concurrency: none past k, none twice to a person."""
+    project = Project.objects.create(name="agree-early", overlap=3)
+    solutions = [make_solution(project, f"q{i}", ["a"]) for i in range(10)]
+    high_fresh = make_solution(project, "high", ["a"])
+    Solution.objects.filter(pk=high_fresh.pk).update(priority=1.0)
+    first = make_user("first")
+    add_member(project, first, Role.ANNOTATOR)
+    # One annotator has started the last four of the default priority (and the high one is fresh).
+    started = solutions[-4:]
+    for solution in started:
+        Assignment.objects.create(solution=solution, annotator=first, status=Assignment.Status.SUBMITTED)
+    Solution.objects.filter(pk__in=[s.pk for s in started]).update(slots_taken=1)
+
+    # Sequentially: the high-priority fresh one first (priority wins), then the started ones, oldest id first.
+    probe = make_user("probe")
+    add_member(project, probe, Role.ANNOTATOR)
+    order = []
+    for _ in range(6):
+        assignment = next_assignment(project=project, annotator=probe)
+        order.append(assignment.solution_id)
+        assignment_submit(assignment=assignment, cannot_judge_reason="test")
+    assert order[0] == high_fresh.id, "a started item must not jump a higher priority"
+    assert order[1:5] == [s.id for s in started], "started items come before fresh ones of the same priority"
+    assert order[5] == solutions[0].id
+
+    # Concurrently: five annotators take two items each (10 takes). Before the round high and q0
+    # hold 1 slot, the four started items 2: 8 slots of partly done items are left, which the
+    # queue fills before opening fresh items (plain id order would fill q1, q2 and q3 instead and
+    # leave the started ones short). A take racing past a locked row may open a fresh one early,
+    # so one partial item may stay short; none passes k, none goes twice to a person.
+    users = [make_user(f"c{i}") for i in range(5)]
+    for user in users:
+        add_member(project, user, Role.ANNOTATOR)
+    barrier = threading.Barrier(len(users))
+    taken: list = []
+    errors: list = []
+    threads = [
+        threading.Thread(target=_take_one_each, args=(project.id, u.id, barrier, taken, errors, 2)) for u in users
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert len(taken) == 10
+    assert len(set(taken)) == len(taken), "an annotator got the same item twice"
+    per_solution = Counter(
+        Assignment.objects.filter(solution__project=project).values_list("solution_id", flat=True)
+    )
+    assert max(per_solution.values()) <= 3, "an item went past k"
+    partial_before = [high_fresh, solutions[0], *started]
+    completed = [s.id for s in partial_before if per_solution[s.id] == 3]
+    assert len(completed) >= len(partial_before) - 1, (per_solution, "started items were not completed first")
+    opened = [s.id for s in solutions[1:-4] if per_solution.get(s.id)]
+    assert sum(per_solution[s] for s in opened) <= 3, per_solution
+    assert_slot_counts_match(project)

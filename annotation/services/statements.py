@@ -284,7 +284,9 @@ def _next_item_sql() -> str:
     c_cols, t_cols = rows.columns(Assignment, "c"), rows.columns(Solution, "t")
     # The annotator's oldest open assignment in the project if there is one (`mine`); else, when
     # %(take)s, walk the project's open solutions in queue order on their own partial index
-    # (solution_queue) to the first one nobody is taking right now (SKIP LOCKED) and this
+    # (solution_queue: by priority, then those other annotators have started, so with overlap
+    # k > 1 an item is completed before a new one is opened) to the first one nobody is taking
+    # right now (SKIP LOCKED) and this
     # annotator has not had; take a slot only if one is still free in its latest version (the
     # UPDATE re-checks after the lock), closing it when that was the last; create the
     # assignment. A candidate found full (its open flag was stale) is closed instead. A unique
@@ -301,7 +303,7 @@ def _next_item_sql() -> str:
             SELECT s.id FROM {solution} s
             WHERE s.project_id = %(project)s AND s.queue_open AND %(take)s AND NOT EXISTS (SELECT 1 FROM mine)
               AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.solution_id = s.id AND a.annotator_id = %(user)s)
-            ORDER BY s.priority DESC, s.id
+            ORDER BY s.priority DESC, (s.slots_taken > 0) DESC, s.id
             LIMIT 1
             FOR UPDATE OF s SKIP LOCKED
         ), taken AS (
