@@ -1,6 +1,6 @@
 """Numbers for a project's dashboard: progress, pace, agreement among humans and with machines.
 
-Everything comes from five queries whatever the project's size (labels are read once and grouped
+Everything comes from six queries whatever the project's size (labels are read once and grouped
 here), so the page never issues a query per step or per annotator.
 """
 
@@ -73,6 +73,13 @@ class Dashboard:
     machine: list[ReferenceAgreement]
     machine_by_annotator: dict[str, list[ReferenceAgreement]]
     distribution: dict[str, Counter] = field(default_factory=dict)  # data source -> {1: n, 0: n, -1: n}
+    # (category, incorrect labels carrying it), the project's list in order, then any no longer in
+    # it, then "(none given)"; empty where the project uses no error categories and none are stored.
+    error_categories: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def error_categories_max(self) -> int:
+        return max((n for _, n in self.error_categories), default=0)
 
     @property
     def solutions_not_started(self) -> int:
@@ -153,7 +160,29 @@ def project_dashboard(*, project: Project) -> Dashboard:
         machine=machine,
         machine_by_annotator=by_annotator,
         distribution=dict(sorted(distribution.items())),
+        error_categories=_error_category_counts(project),
     )
+
+
+NO_CATEGORY = "(none given)"
+
+
+def _error_category_counts(project: Project) -> list[tuple[str, int]]:
+    """Incorrect human labels per error category (one query)."""
+    counts = dict(
+        HumanLabel.objects.filter(step__solution__project=project, value=-1)
+        .values_list("error_category")
+        .annotate(n=Count("id"))
+        .values_list("error_category", "n")
+    )
+    named = {name: n for name, n in counts.items() if name}
+    if not project.error_categories_enabled and not named:
+        return []
+    listed = list(project.error_categories or [])
+    rows = [(name, named.pop(name, 0)) for name in listed]
+    rows += sorted(named.items())
+    rows.append((NO_CATEGORY, counts.get("", 0)))
+    return rows
 
 
 def _pace(submitted, labels, annotators: list[str]) -> list[AnnotatorPace]:

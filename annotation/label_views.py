@@ -73,7 +73,11 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
     solution = assignment.solution
     project = solution.project
     screen = labelling_screen(user=request.user, project=project, solution=solution)
-    rows = [{"step": step, "value": step["value"], "hints": step["hints"] or {}} for step in screen.steps]
+    rows = [
+        {"step": step, "value": step["value"], "hints": step["hints"] or {}, "error_category": step["error_category"],
+         "error_note": step["error_note"]}
+        for step in screen.steps
+    ]
     guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
     return render(
         request,
@@ -89,6 +93,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
             "guidelines_html": guidelines_html,
             "done": assignment.status != Assignment.Status.ASSIGNED,
             "labelled": screen.labelled,
+            "error_categories": project.offered_error_categories,
             "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=assignment.annotator_id),
         },
     )
@@ -110,6 +115,8 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
                 assignment_id=assignment_id,
                 step_id=step_id,
                 value=_int_or_text(raw),  # not a number: rejected after the access checks
+                error_category=request.POST.get("error_category"),
+                error_note=request.POST.get("error_note"),
             )
         target, value = saved.target, saved.write.value
     except AssignmentClosed:
@@ -123,6 +130,8 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
         "step": {"id": target.step_id, "index": target.step_index, "text": target.step_text},
         "value": value,
         "hints": target.hints,
+        "error_category": saved.write.error_category,
+        "error_note": saved.write.error_note,
     }
     context = {
         "row": row,

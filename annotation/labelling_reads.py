@@ -22,7 +22,7 @@ class LabellingScreen:
     item: Item
     answer: str | None  # the reference answer; None where the user may not see it
     images: list[tuple[int, str, int, int]]  # (position, sha256, width, height), in order
-    steps: list[dict]  # id, index, text, hints (None where hidden), value (the user's label or None)
+    steps: list[dict]  # id, index, text, hints (None where hidden), value (the user's label or None), error_category, error_note
     sees_hints: bool
 
     @property
@@ -75,7 +75,7 @@ def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int
     fields = ["id", "index", "text"]
     if annotator_id is not None:
         steps = steps.annotate(mine=FilteredRelation("human_labels", condition=Q(human_labels__annotator_id=annotator_id)))
-        fields.append("mine__value")
+        fields += ["mine__value", "mine__error_category", "mine__error_note"]
     if with_hints:
         steps = steps.annotate(hint=FilteredRelation("auto_labels", condition=Q(auto_labels__kind__in=HINT_KINDS)))
         fields += ["hint__kind", "hint__source", "hint__score", "hint__num_correct", "hint__num_total"]
@@ -85,11 +85,11 @@ def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int
     found: dict[int, dict] = {}
     for row in steps.values_list(*fields):
         id_, index, text = row[:3]
-        value = row[3] if annotator_id is not None else None
+        value, category, note = row[3:6] if annotator_id is not None else (None, None, None)
         step = found.get(id_)
         if step is None:
             step = found[id_] = {"id": id_, "index": index, "text": text, "hints": {} if with_hints else None,
-                                 "value": value}
+                                 "value": value, "error_category": category or "", "error_note": note or ""}
         if with_hints and row[-5] is not None:
             kind, source, score, right, total = row[-5:]
             hints_entry(step["hints"], kind=kind, source=source, score=score, right=right, total=total)

@@ -86,16 +86,17 @@ def export_solution_ids(*, project: Project, filters: ExportFilters) -> Iterator
 def export_records(*, project: Project, filters: ExportFilters, chunk_size: int = 1000) -> Iterator[ExportRecord]:
     """Every solution of `project` that passes `filters`, with labels resolved, in import order."""
     chunk: list[int] = []
+    categories = bool(project.error_categories_enabled)
     for solution_id in export_solution_ids(project=project, filters=filters):
         chunk.append(solution_id)
         if len(chunk) >= chunk_size:
-            yield from _records_for(chunk, filters)
+            yield from _records_for(chunk, filters, categories=categories)
             chunk = []
     if chunk:
-        yield from _records_for(chunk, filters)
+        yield from _records_for(chunk, filters, categories=categories)
 
 
-def _records_for(solution_ids: list[int], filters: ExportFilters) -> Iterator[ExportRecord]:
+def _records_for(solution_ids: list[int], filters: ExportFilters, *, categories: bool = False) -> Iterator[ExportRecord]:
     """The records of one chunk, in a few queries. Records of one item share its decoded fields."""
     wanted = set(solution_ids)
     solutions = [
@@ -131,9 +132,13 @@ def _records_for(solution_ids: list[int], filters: ExportFilters) -> Iterator[Ex
             steps[solution_id].append((step_id, index, text))
             step_ids.append(step_id)
     labels = _StepLabels(step_ids, filters)
+    step_categories = _error_categories(step_ids, filters) if categories else {}
     skip_unlabelled = filters.label_source != "none" and (filters.complete_only or filters.labelled_only)
     for solution_id, item_id, key, policy_model, response, final_answer, is_correct, metadata in solutions:
         export_steps = labels.export_steps(steps[solution_id])
+        if step_categories:
+            for (step_id, _, _), step in zip(steps[solution_id], export_steps, strict=True):
+                step.error_categories = step_categories.get(step_id, [])
         if skip_unlabelled:
             if filters.complete_only and any(step.label is None for step in export_steps):
                 continue
@@ -157,7 +162,21 @@ def _records_for(solution_ids: list[int], filters: ExportFilters) -> Iterator[Ex
             is_correct=is_correct,
             solution_metadata=metadata,
             steps=export_steps,
+            carries_error_categories=categories,
         )
+
+
+def _error_categories(step_ids: list[int], filters: ExportFilters) -> dict[int, list[str]]:
+    """Each step's error categories from its live annotators' incorrect labels (distinct, sorted)."""
+    humans = HumanLabel.objects.filter(_ids_lookup("step_id", step_ids), value=-1).exclude(error_category="")
+    if filters.since is not None:
+        humans = humans.filter(updated_at__gte=filters.since)
+    if filters.until is not None:
+        humans = humans.filter(updated_at__lt=filters.until)
+    found: dict[int, set[str]] = defaultdict(set)
+    for step_id, category in humans.values_list("step_id", "error_category"):
+        found[step_id].add(category)
+    return {step_id: sorted(names) for step_id, names in found.items()}
 
 
 def _plain_rows(queryset) -> list[tuple]:

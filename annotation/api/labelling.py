@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from annotation.access import assignment_for_member, project_for_member, project_for_reviewer, project_role
 from annotation.api import labelling_serializers as shapes
-from annotation.labelling_reads import item_images, labelling_screen, steps_with_labels
+from annotation.labelling_reads import item_images, labelling_screen, steps_for_labelling
 from annotation.models import Assignment, Item, Project, Solution, Step
 from annotation.progress import project_summary, user_project_summaries
 from annotation.review import review_queue, review_rows
@@ -61,6 +61,11 @@ def _label_value(data):
     if isinstance(value, str) and value.strip() in {"-1", "0", "1"}:
         return int(value)
     return value
+
+
+def _body_field(data, name: str):
+    """An optional field of a request body, as sent (the service checks it after the access checks)."""
+    return data.get(name) if hasattr(data, "get") else None
 
 
 def _small_json(request: Request, payload: dict) -> HttpResponse:
@@ -122,6 +127,8 @@ def _label_saved_payload(saved) -> dict:
         "step_id": saved.target.step_id,
         "index": saved.target.step_index,
         "value": saved.write.value,
+        "error_category": saved.write.error_category,
+        "error_note": saved.write.error_note,
         "missing_step_ids": saved.missing_step_ids,
     }
 
@@ -145,8 +152,12 @@ def _assignment_payload(assignment: Assignment) -> dict:
 
 
 def _my_labels(assignment: Assignment) -> list[dict]:
-    labels = steps_with_labels(solution_id=assignment.solution_id, annotator_id=assignment.annotator_id)
-    return [{"step_id": step_id, "index": index, "value": value} for step_id, index, value in labels]
+    steps = steps_for_labelling(solution_id=assignment.solution_id, with_hints=False, annotator_id=assignment.annotator_id)
+    return [
+        {"step_id": s["id"], "index": s["index"], "value": s["value"], "error_category": s["error_category"],
+         "error_note": s["error_note"]}
+        for s in steps
+    ]
 
 
 # --- projects and their content -------------------------------------------------------------
@@ -179,6 +190,7 @@ class ProjectDetailView(APIView):
             "label_mode": project.label_mode,
             "show_machine_labels": project.show_machine_labels,
             "show_reference_answer": project.show_reference_answer,
+            "error_categories": project.offered_error_categories,
         }
         return Response(shapes.ProjectDetailSerializer({**summary, **settings}).data)
 
@@ -284,7 +296,7 @@ class AssignmentStepLabelView(APIView):
         operation_id="assignment_step_label_set",
         description="Set my label of one step. Only my own labels change; other annotators' are never touched.",
         parameters=[PROJECT_ID, ASSIGNMENT_ID, STEP_ID],
-        request=shapes.LabelValueSerializer,
+        request=shapes.LabelSetSerializer,
         responses={200: shapes.LabelSavedSerializer, 400: BAD_REQUEST, 409: FINISHED},
     )
     def put(self, request, project_id: int, assignment_id: int, step_id: int):
@@ -295,11 +307,13 @@ class AssignmentStepLabelView(APIView):
                 assignment_id=assignment_id,
                 step_id=step_id,
                 value=_label_value(request.data),
+                error_category=_body_field(request.data, "error_category"),
+                error_note=_body_field(request.data, "error_note"),
             )
         except AssignmentClosed as exc:
             return _finished_status(exc.status)
         except LabelRejected as exc:
-            return Response({"error": f"value: {exc}", "field": "value"}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({"error": f"{exc.field}: {exc}", "field": exc.field}, status=status.HTTP_400_BAD_REQUEST)
         return _small_json(request, _label_saved_payload(saved))
 
     @extend_schema(

@@ -41,6 +41,10 @@ class ProjectDetailSerializer(ProjectSummarySerializer):
     label_mode = serializers.CharField()
     show_machine_labels = serializers.BooleanField()
     show_reference_answer = serializers.BooleanField()
+    error_categories = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The error categories an incorrect step may carry here, in order; empty: the project uses none.",
+    )
 
 
 class ImageLinkSerializer(serializers.Serializer):
@@ -94,6 +98,8 @@ class StepSerializer(serializers.Serializer):
     value = serializers.ChoiceField(
         choices=LABEL_VALUES, allow_null=True, help_text=f"My label of the step ({LABEL_HELP}); null if none yet."
     )
+    error_category = serializers.CharField(allow_blank=True, help_text="My error category of the step; empty: none.")
+    error_note = serializers.CharField(allow_blank=True, help_text='My note of an "other" error category.')
 
 
 class SolutionSerializer(serializers.Serializer):
@@ -136,6 +142,8 @@ class MyLabelSerializer(serializers.Serializer):
     step_id = serializers.IntegerField()
     index = serializers.IntegerField()
     value = serializers.IntegerField(allow_null=True, help_text=LABEL_HELP + " Null: not labelled yet.")
+    error_category = serializers.CharField(allow_blank=True, help_text="Why the step is incorrect; empty: not said.")
+    error_note = serializers.CharField(allow_blank=True, help_text='The note of an "other" error category.')
 
 
 class LabelSavedSerializer(MyLabelSerializer):
@@ -151,6 +159,21 @@ class MyLabelsSerializer(serializers.Serializer):
 
 class LabelValueSerializer(serializers.Serializer):
     value = serializers.ChoiceField(choices=[(v, str(v)) for v in LABEL_VALUES], help_text=LABEL_HELP)
+
+
+class LabelSetSerializer(LabelValueSerializer):
+    error_category = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "Only with value -1, in projects that enable error categories: one of the project's categories "
+            "(default: visual perception, reasoning, knowledge, calculation, misunderstood question, other). "
+            "Left out or empty: none. Each save sets it anew."
+        ),
+    )
+    error_note = serializers.CharField(
+        required=False, allow_blank=True, help_text='Free text, only with the category "other".'
+    )
 
 
 class SubmitRequestSerializer(serializers.Serializer):

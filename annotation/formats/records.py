@@ -77,6 +77,8 @@ class ExportStep:
     mc_score: float | None = None
     num_correct: int | None = None
     num_total: int | None = None
+    # Why annotators called the step incorrect (their error categories, distinct, sorted); empty: none said.
+    error_categories: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -96,6 +98,14 @@ class ExportRecord:
     is_correct: bool | None
     solution_metadata: dict
     steps: list[ExportStep]
+    # The project uses error categories: formats that can carry an extension field write each
+    # step's `error_categories` (one list per step, in step order); otherwise they write none.
+    carries_error_categories: bool = False
+
+    def error_categories(self, count: int | None = None) -> list[list[str]]:
+        """Each step's error categories, for the first `count` steps (all by default)."""
+        steps = self.steps if count is None else self.steps[:count]
+        return [list(step.error_categories) for step in steps]
 
 
 JsonDict = dict[str, Any]

@@ -16,6 +16,7 @@ solutions labelled up to their first error are written up to and including it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
@@ -59,6 +60,8 @@ EXPORT_SCHEMA = pa.schema(
         ("images", pa.list_(IMAGE_STRUCT)),
     ]
 )
+# With error categories (projects that use them): one list of category names per written step.
+EXPORT_SCHEMA_WITH_CATEGORIES = EXPORT_SCHEMA.append(pa.field("error_categories", pa.list_(pa.list_(pa.string()))))
 
 
 def stable_hash(*parts: object) -> str:
@@ -202,8 +205,13 @@ def write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> i
     rows_per_group = int(options.get("row_group_rows", WRITE_ROW_GROUP_ROWS))
     written = 0
     rows: list[dict] = []
-    with pq.ParquetWriter(out, EXPORT_SCHEMA) as writer:
-        for record in records:
+    # One project's records all carry error categories or none: the first one decides the schema.
+    records = iter(records)
+    first = next(records, None)
+    categories = first is not None and first.carries_error_categories
+    schema = EXPORT_SCHEMA_WITH_CATEGORIES if categories else EXPORT_SCHEMA
+    with pq.ParquetWriter(out, schema) as writer:
+        for record in itertools.chain([first] if first is not None else [], records):
             labels = binary_labels(record.steps, neutral=neutral)
             if labels is None:
                 continue
@@ -216,14 +224,15 @@ def write(records: Iterable[ExportRecord], out: BinaryIO, *, options: dict) -> i
                         {"bytes": _stored_bytes(name), "path": _source_path(path)}
                         for path, name in zip(record.image_paths, record.image_files, strict=True)
                     ],
+                    **({"error_categories": record.error_categories(len(labels))} if categories else {}),
                 }
             )
             if len(rows) >= rows_per_group:
-                writer.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA))
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                 written += len(rows)
                 rows = []
         if rows:
-            writer.write_table(pa.Table.from_pylist(rows, schema=EXPORT_SCHEMA))
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
             written += len(rows)
     return written
 
@@ -246,6 +255,8 @@ def _write_jsonl(records: Iterable[ExportRecord], out: BinaryIO, *, neutral: str
         }
         if record.image_paths:
             row["images"] = [_source_path(path) for path in record.image_paths]
+        if record.carries_error_categories:
+            row["error_categories"] = record.error_categories(len(labels))
         for key, value in (record.solution_metadata or {}).get(EXTRA_KEY, {}).items():
             row.setdefault(key, value)
         out.write(json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n")

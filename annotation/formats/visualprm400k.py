@@ -221,6 +221,8 @@ def conversation_record(record: ExportRecord, *, neutral: str) -> dict | None:
     if image is not None:
         conversation["image"] = image
     conversation["conversations"] = turns
+    if record.carries_error_categories:  # an extension field: InternVL's loader reads only its own keys
+        conversation["error_categories"] = record.error_categories(len(labels))
     conversation.update(metadata.get("extra", {}))
     return conversation
 

@@ -373,6 +373,8 @@ def raw_record(record: ExportRecord) -> dict | None:
             "num_mc_correct": right,
             "num_mc_total": total,
         }
+        if record.carries_error_categories:
+            entry["error_categories"] = list(step.error_categories)
         extra = step_extra.get(str(step.index))
         if extra:
             entry.update(extra)

@@ -162,6 +162,7 @@ def export_line(record: ExportRecord) -> dict | None:
         "response": {
             "steps": [step.text for step in record.steps],
             "process_correctness": labels,
+            **({"error_categories": record.error_categories()} if record.carries_error_categories else {}),
             **kept.get("response_extra", {}),
         },
         "policy_model": record.policy_model,

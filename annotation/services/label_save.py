@@ -16,7 +16,13 @@ from django.http import Http404
 from annotation.access import assignment_for_member, sees_machine_hints
 from annotation.labelling_reads import step_hints
 from annotation.models import Assignment, Step
-from annotation.services.labels import LabelRejected, LabelWrite, check_label_value, step_label_clear
+from annotation.services.labels import (
+    LabelRejected,
+    LabelWrite,
+    check_error_category,
+    check_label_value,
+    step_label_clear,
+)
 from annotation.services.statements import assignment_missing_step_ids, label_save_statement
 
 
@@ -54,22 +60,35 @@ def _refuse_unless_allowed(user) -> None:
         raise Http404("No such project.")
 
 
-def assignment_step_label_set(*, user, project_id: int, assignment_id: int, step_id: int, value: int) -> LabelSave:
-    """Set `user`'s label of a step of their own open assignment.
+def assignment_step_label_set(
+    *,
+    user,
+    project_id: int,
+    assignment_id: int,
+    step_id: int,
+    value: int,
+    error_category: str | None = None,
+    error_note: str | None = None,
+) -> LabelSave:
+    """Set `user`'s label (with an error category and note, for incorrect steps) of a step of their own open assignment.
 
     Http404 for outsiders and for anything that is not theirs; AssignmentClosed when the
     assignment is finished; LabelRejected for a value other than -1, 0, 1 (after the access
-    checks, so outsiders learn nothing from a bad value). Other annotators' labels are never
+    checks, so outsiders learn nothing from a bad value), or for an error category the project does
+    not offer, one on a label other than -1, a note without "other". Other annotators' labels are never
     touched, and each change is kept in the history with the hints shown.
     """
     _refuse_unless_allowed(user)
+    category, note = "", ""
     try:
         checked, rejected = check_label_value(value), None
+        category, note = check_error_category(value=checked, category=error_category, note=error_note)
     except LabelRejected as exc:
-        checked, rejected = None, exc
+        checked, rejected, category, note = None, exc, "", ""
     for _attempt in range(3):
         row = label_save_statement(
-            user=user, project_id=project_id, assignment_id=assignment_id, step_id=step_id, value=checked
+            user=user, project_id=project_id, assignment_id=assignment_id, step_id=step_id, value=checked,
+            category=category, note=note,
         )
         if row is None:
             raise Http404("No such step in your assignments.")
@@ -77,6 +96,8 @@ def assignment_step_label_set(*, user, project_id: int, assignment_id: int, step
             raise AssignmentClosed(row.status)
         if rejected is not None:
             raise rejected
+        if not row.category_ok:
+            raise LabelRejected(_category_refusal(project_id, category), field="error_category")
         if row.written:
             target = LabelTarget(
                 project_id=project_id,
@@ -88,11 +109,23 @@ def assignment_step_label_set(*, user, project_id: int, assignment_id: int, step
                 sees_hints=row.sees_hints,
                 hints=row.hints,
             )
-            write = LabelWrite(value=checked, previous=row.previous, changed=row.changed)
+            write = LabelWrite(
+                value=checked, previous=row.previous, changed=row.changed, error_category=category, error_note=note
+            )
             return LabelSave(target=target, write=write, missing_step_ids=row.missing_step_ids)
         # Another request inserted the same (step, annotator) row between our look and our
         # insert (ON CONFLICT DO NOTHING): run again, and it is an update.
     raise RuntimeError(f"could not write the label of step {step_id}: the row kept changing under the write")
+
+
+def _category_refusal(project_id: int, category: str) -> str:
+    from annotation.models import Project
+
+    project = Project.objects.filter(pk=project_id).only("error_categories_enabled", "error_categories").first()
+    offered = project.offered_error_categories if project is not None else []
+    if not offered:
+        return "this project does not use error categories"
+    return f"error category {category!r} is not one of this project's: {', '.join(offered)}"
 
 
 @transaction.atomic

@@ -178,6 +178,7 @@ class LabelSaveRow:
     previous: int | None
     changed: bool  # a history row was written
     missing_step_ids: list[int]  # required steps still without a label, this one counted as labelled
+    category_ok: bool  # the error category asked for is empty or one the project offers
 
 
 @cache
@@ -192,38 +193,46 @@ def _label_save_sql() -> str:
         """
         WITH target AS (
             SELECT a.status, a.solution_id, st."index", st.text, p.label_mode,
-                   (p.show_machine_labels OR %(staff)s OR m.role = ANY(%(overseer)s)) AS sees_hints
+                   (p.show_machine_labels OR %(staff)s OR m.role = ANY(%(overseer)s)) AS sees_hints,
+                   (%(category)s = '' OR (p.error_categories_enabled AND jsonb_typeof(p.error_categories) = 'array'
+                                          AND p.error_categories ? %(category)s)) AS category_ok
             {access}
         ), allowed AS (
-            SELECT sees_hints FROM target WHERE status = %(open)s AND %(write)s
+            SELECT sees_hints FROM target WHERE status = %(open)s AND %(write)s AND category_ok
         ), {bump}, hints AS (
             {hints} AND EXISTS (SELECT 1 FROM allowed WHERE sees_hints)
         ), old AS (
-            SELECT id, value, shown_hints FROM {label}
+            SELECT id, value, shown_hints, error_category, error_note FROM {label}
             WHERE step_id = %(step)s AND annotator_id = %(user)s AND EXISTS (SELECT 1 FROM bump)
             FOR UPDATE
         ), inserted AS (
-            INSERT INTO {label} (step_id, annotator_id, value, shown_hints, created_at, updated_at)
-            SELECT %(step)s, %(user)s, %(value)s, (SELECT shown FROM hints), now(), now()
+            INSERT INTO {label} (step_id, annotator_id, value, shown_hints, error_category, error_note, created_at, updated_at)
+            SELECT %(step)s, %(user)s, %(value)s, (SELECT shown FROM hints), %(category)s, %(note)s, now(), now()
             WHERE EXISTS (SELECT 1 FROM bump) AND NOT EXISTS (SELECT 1 FROM old)
             ON CONFLICT (step_id, annotator_id) DO NOTHING
             RETURNING id
         ), updated AS (
             UPDATE {label} AS label
-            SET value = %(value)s, shown_hints = (SELECT shown FROM hints), updated_at = now()
+            SET value = %(value)s, shown_hints = (SELECT shown FROM hints), error_category = %(category)s,
+                error_note = %(note)s, updated_at = now()
             FROM old
             WHERE label.id = old.id
-              AND (old.value <> %(value)s OR old.shown_hints <> (SELECT shown FROM hints))
+              AND (old.value <> %(value)s OR old.shown_hints <> (SELECT shown FROM hints)
+                   OR old.error_category <> %(category)s OR old.error_note <> %(note)s)
             RETURNING label.id
         ), history AS (
-            INSERT INTO {change} (step_id, changed_by_id, annotator_id, is_gold, old_value, new_value, changed_at)
-            SELECT %(step)s, %(user)s, %(user)s, false, (SELECT value FROM old), %(value)s, now()
-            WHERE EXISTS (SELECT 1 FROM inserted) OR EXISTS (SELECT 1 FROM old WHERE value <> %(value)s)
+            INSERT INTO {change} (step_id, changed_by_id, annotator_id, is_gold, old_value, new_value,
+                                  old_category, new_category, new_note, changed_at)
+            SELECT %(step)s, %(user)s, %(user)s, false, (SELECT value FROM old), %(value)s,
+                   COALESCE((SELECT error_category FROM old), ''), %(category)s, %(note)s, now()
+            WHERE EXISTS (SELECT 1 FROM inserted) OR EXISTS (
+                SELECT 1 FROM old WHERE value <> %(value)s OR error_category <> %(category)s OR error_note <> %(note)s
+            )
             RETURNING id
         ), {labels}
         SELECT target.status, target.solution_id, target."index", target.text, target.sees_hints,
                (SELECT shown FROM hints), EXISTS (SELECT 1 FROM old) OR EXISTS (SELECT 1 FROM inserted),
-               (SELECT value FROM old), EXISTS (SELECT 1 FROM history), {missing_ids}
+               (SELECT value FROM old), EXISTS (SELECT 1 FROM history), {missing_ids}, target.category_ok
         FROM target
         """,
         access=_access("JOIN {step} st ON st.solution_id = a.solution_id AND st.id = %(step)s"),
@@ -235,11 +244,14 @@ def _label_save_sql() -> str:
 
 
 def label_save_statement(
-    *, user, project_id: int, assignment_id: int, step_id: int, value: int | None
+    *, user, project_id: int, assignment_id: int, step_id: int, value: int | None, category: str = "", note: str = ""
 ) -> LabelSaveRow | None:
-    """Set `user`'s label of a step of their own open assignment; None when access is refused.
+    """Set `user`'s label (and error category and note) of a step of their own open assignment;
+    None when access is refused.
 
-    `value` None writes nothing and only reads (the access check for a value to be rejected).
+    `value` None writes nothing and only reads (the access check for a value to be rejected);
+    neither does a `category` the project does not offer (`category_ok` false). The shape of
+    category and note (only with -1, a note only with "other") is the caller's check.
     """
     params = _access_params(
         user_id=user.pk, staff=bool(user.is_staff), project_id=project_id, assignment_id=assignment_id
@@ -250,11 +262,13 @@ def label_save_statement(
         "prm": AutoLabel.Kind.PRM,
         "value": 0 if value is None else value,
         "write": value is not None,
+        "category": category,
+        "note": note,
     }
     row = _run(_label_save_sql(), params)
     if row is None:
         return None
-    status, solution_id, index, text, sees_hints, hints, written, previous, changed, missing = row
+    status, solution_id, index, text, sees_hints, hints, written, previous, changed, missing, category_ok = row
     return LabelSaveRow(
         status=status,
         solution_id=solution_id,
@@ -266,6 +280,7 @@ def label_save_statement(
         previous=previous,
         changed=changed,
         missing_step_ids=missing or [],
+        category_ok=category_ok,
     )
 
 

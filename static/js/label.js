@@ -13,8 +13,15 @@
   const errorBox = document.getElementById("label-error");
   const csrf = () => document.querySelector("[name=csrfmiddlewaretoken]").value;
   const RETRY_MS = [500, 1000, 2000, 4000, 8000]; // then every 8 s until it goes through
-  const undoStack = []; // [stepId, the value wanted before ("" = none)]
-  const queues = new Map(); // stepId -> {want, saved, inflight, failed, attempts, timer, error}
+  const undoStack = []; // [stepId, the value wanted before ("" = none), its error category, its note]
+  const queues = new Map(); // stepId -> {want, saved, cat, savedCat, note, savedNote, inflight, failed, attempts, timer, error}
+  // Error categories (projects that enable them): a picker opens on the row right after "incorrect";
+  // keys 1..n choose, Escape (or any other key) skips; "other" asks for a note.
+  const picker = document.getElementById("error-picker");
+  const choices = picker ? Array.from(picker.querySelectorAll(".error-choice")) : [];
+  const noteForm = picker?.querySelector(".error-note-form");
+  const noteInput = picker?.querySelector(".error-note");
+  let picking = null; // the row whose picker is open
   let focused = 0;
   let keyCount = 0; // keys pressed so far: a save answered with no key since it was sent = a pause
   let submitWaiting = false; // Enter was pressed while saves were in flight
@@ -38,20 +45,31 @@
   function queueOf(row) {
     const id = row.dataset.step;
     if (!queues.has(id)) {
-      queues.set(id, { want: row.dataset.value, saved: row.dataset.value, inflight: false, failed: false, final: false, attempts: 0, timer: null, error: "" });
+      const cat = row.dataset.category || "", note = row.dataset.note || "";
+      queues.set(id, { want: row.dataset.value, saved: row.dataset.value, cat, savedCat: cat, note, savedNote: note, inflight: false, failed: false, final: false, attempts: 0, timer: null, error: "" });
     }
     return queues.get(id);
   }
+
+  // Whether the wanted label (value, category, note) differs from the stored one.
+  const dirty = (q) => q.want !== q.saved || q.cat !== q.savedCat || q.note !== q.savedNote;
 
   // Draw a row from its queue: the value shown is the one wanted; the badge says whether it is stored.
   function draw(row) {
     const q = queueOf(row);
     row.dataset.value = q.want;
+    row.dataset.category = q.cat;
+    row.dataset.note = q.note;
+    const tag = row.querySelector(".error-cat");
+    if (tag) {
+      tag.hidden = !q.cat;
+      tag.textContent = q.cat ? "error: " + q.cat + (q.note ? ": " + q.note : "") : "";
+    }
     row.classList.toggle("is-correct", q.want === "1");
     row.classList.toggle("is-neutral", q.want === "0");
     row.classList.toggle("is-incorrect", q.want === "-1");
     row.querySelectorAll("button.lbl").forEach((b) => b.classList.toggle("on", b.value === q.want));
-    const state = q.failed ? "failed" : q.inflight || q.timer || q.want !== q.saved ? "pending" : q.want === "" ? "" : "saved";
+    const state = q.failed ? "failed" : q.inflight || q.timer || dirty(q) ? "pending" : q.want === "" ? "" : "saved";
     row.dataset.save = state;
     const badge = row.querySelector(".save-state");
     if (badge) {
@@ -89,7 +107,7 @@
   function unsavedSteps() {
     return rows().map((r) => r.dataset.step).filter((id) => {
       const q = queues.get(id);
-      return q && (q.inflight || q.failed || q.timer || q.want !== q.saved);
+      return q && (q.inflight || q.failed || q.timer || dirty(q));
     });
   }
 
@@ -107,7 +125,7 @@
     const q = queueOf(row);
     if (q.inflight) return; // the answer of the one in flight sends the newer value
     clearTimeout(q.timer); q.timer = null;
-    const value = q.want;
+    const value = q.want, cat = q.cat, note = q.note;
     q.inflight = true;
     draw(row);
     const started = performance.now();
@@ -115,14 +133,14 @@
     fetch(row.dataset.saveUrl, {
       method: value === "" ? "DELETE" : "PUT",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
-      body: value === "" ? undefined : JSON.stringify({ value: Number(value) }),
+      body: value === "" ? undefined : JSON.stringify(cat ? { value: Number(value), error_category: cat, error_note: note } : { value: Number(value) }),
       credentials: "same-origin",
     }).then(async (response) => {
       const body = response.status === 204 ? {} : await response.json().catch(() => ({}));
       if (!response.ok) throw Object.assign(new Error(body.error || `server answered ${response.status}`), { status: response.status });
       q.inflight = false; q.failed = false; q.final = false; q.attempts = 0; q.error = "";
-      q.saved = value;
-      if (q.want !== q.saved) send(row); // typed again meanwhile: the last value wins
+      q.saved = value; q.savedCat = cat; q.savedNote = note;
+      if (dirty(q)) send(row); // typed again meanwhile: the last value wins
       else {
         // Keypress-to-saved times, for the browser tests that measure them (off otherwise).
         window.stepmarkSaveTimes?.push({ step: row.dataset.step, ms: performance.now() - q.wantedAt, request_ms: performance.now() - started }); draw(row); showMissing(body.missing_step_ids, keyCount === keysAtSend); settle(); }
@@ -137,23 +155,95 @@
     });
   }
 
-  function setValue(row, value) {
+  function setValue(row, value, cat = "", note = "") {
     const q = queueOf(row);
-    if (q.want === value && !q.failed) return;
-    q.want = value;
+    if (value !== "-1") { cat = ""; note = ""; } // a category says why a step is incorrect
+    if (q.want === value && q.cat === cat && q.note === note && !q.failed) return;
+    q.want = value; q.cat = cat; q.note = note;
     q.wantedAt = performance.now();
     if (q.final) { q.final = false; q.attempts = 0; } // a new value is worth one more try
     draw(row);
     send(row);
   }
 
+  function remember(row) {
+    const q = queueOf(row);
+    undoStack.push([row.dataset.step, q.want, q.cat, q.note]);
+  }
+
+  // Label a row; "incorrect" in a project with error categories opens the picker on it first.
+  function labelRow(row, value) {
+    const q = queueOf(row);
+    remember(row);
+    if (value === "-1" && picker && choices.length) {
+      const keep = q.want === "-1"; // labelled incorrect already: its category stays unless another is chosen
+      setValue(row, "-1", keep ? q.cat : "", keep ? q.note : "");
+      openPicker(row);
+      return;
+    }
+    setValue(row, value);
+    focusRow(rows().indexOf(row) + 1);
+  }
+
   function label(value) {
     if (done) return;
     const row = rows()[focused];
     if (!row) return;
-    undoStack.push([row.dataset.step, queueOf(row).want]);
-    setValue(row, value);
-    focusRow(focused + 1);
+    labelRow(row, value);
+  }
+
+  function openPicker(row) {
+    picking = row;
+    const q = queueOf(row);
+    choices.forEach((b) => b.classList.toggle("on", b.dataset.category === q.cat));
+    noteForm.hidden = true; noteInput.value = "";
+    row.appendChild(picker);
+    picker.hidden = false;
+    focusRow(rows().indexOf(row));
+  }
+
+  // Close the picker; `advance` moves on to the next step, as any label does.
+  function closePicker(advance) {
+    const row = picking;
+    if (!row) return;
+    picking = null;
+    picker.hidden = true;
+    noteForm.hidden = true;
+    if (advance) focusRow(rows().indexOf(row) + 1);
+    else focusRow(rows().indexOf(row));
+  }
+
+  function choose(index) {
+    const row = picking, name = choices[index]?.dataset.category;
+    if (!row || !name) return;
+    setValue(row, "-1", name, name === "other" ? queueOf(row).note : "");
+    choices.forEach((b) => b.classList.toggle("on", b.dataset.category === name));
+    if (name === "other" && noteForm) {
+      noteForm.hidden = false;
+      noteInput.value = queueOf(row).note;
+      noteInput.focus();
+      return;
+    }
+    closePicker(true);
+  }
+
+  if (picker) {
+    picker.addEventListener("click", (event) => {
+      const button = event.target.closest(".error-choice");
+      if (button) { event.preventDefault(); event.stopPropagation(); choose(choices.indexOf(button)); }
+    });
+    noteInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        if (picking) setValue(picking, "-1", "other", noteInput.value.trim());
+        closePicker(true);
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        closePicker(true);
+      }
+      event.stopPropagation();
+    });
+    noteForm.addEventListener("submit", (event) => event.preventDefault());
   }
 
   function undo() {
@@ -162,7 +252,7 @@
     const row = rowOf(last[0]);
     if (!row) return;
     focusRow(rows().indexOf(row));
-    setValue(row, last[1]);
+    setValue(row, last[1], last[2] || "", last[3] || "");
   }
 
   function submitForms() {
@@ -200,8 +290,9 @@
     const button = event.target.closest("button.lbl");
     if (button && !done) {
       event.preventDefault();
-      undoStack.push([row.dataset.step, queueOf(row).want]);
-      setValue(row, button.value);
+      if (picking && picking !== row) closePicker(false);
+      labelRow(row, button.value);
+      if (!picking) focusRow(rows().indexOf(row)); // a click labels that row and stays on it
     }
   });
 
@@ -210,6 +301,12 @@
     const tag = (event.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || document.querySelector("dialog[open]")) return;
     keyCount += 1;
+    if (picking) {
+      const index = /^[1-9]$/.test(event.key) ? Number(event.key) - 1 : -1;
+      if (index >= 0 && index < choices.length) { event.preventDefault(); choose(index); return; }
+      if (event.key === "Escape") { event.preventDefault(); closePicker(true); return; }
+      closePicker(true); // any other key skips the category and does what it always does
+    }
     const keys = {
       j: () => focusRow(focused + 1), ArrowDown: () => focusRow(focused + 1),
       k: () => focusRow(focused - 1), ArrowUp: () => focusRow(focused - 1),
