@@ -280,14 +280,19 @@ def test_the_picker_opens_after_incorrect_and_keys_choose_the_category(page, cat
     )
     assert stored == [(1, "", ""), (-1, "calculation", ""), (-1, "other", "used the wrong bar")]
 
-    # Escape skips: incorrect with no category; reload shows what is stored.
+    # Back on step 2 (k), incorrect again: the picker offers a new choice; reload shows what is stored.
     page.keyboard.press("k")
     page.keyboard.press("x")
-    page.locator("#error-picker").wait_for(state="visible")
-    page.keyboard.press("1")  # visual perception replaces "other"
+    page.locator("#steps li.step[data-index='1'] #error-picker").wait_for(state="visible")
+    page.keyboard.press("1")  # visual perception replaces calculation
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('#steps li.step')).every(r => r.dataset.save === 'saved')", timeout=15000
+    )
     page.reload()
     page.wait_for_selector("#steps li.step.focused")
-    assert page.locator("#steps li.step[data-index='2'] .error-cat").inner_text() == "error: visual perception"
+    assert page.locator("#steps li.step[data-index='1'] .error-cat").inner_text() == "error: visual perception"
+    assert page.locator("#steps li.step[data-index='2'] .error-cat").inner_text() == "error: other: used the wrong bar"
+    # Escape skips: incorrect with no category.
     page.locator("#steps li.step[data-index='0']").click()
     page.keyboard.press("x")
     page.locator("#error-picker").wait_for(state="visible")
@@ -299,7 +304,7 @@ def test_the_picker_opens_after_incorrect_and_keys_choose_the_category(page, cat
     stored = list(
         HumanLabel.objects.filter(annotator=ann1).order_by("step__index").values_list("value", "error_category", "error_note")
     )
-    assert stored == [(-1, "", ""), (-1, "calculation", ""), (-1, "visual perception", "")]
+    assert stored == [(-1, "", ""), (-1, "visual perception", ""), (-1, "other", "used the wrong bar")]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -118,7 +118,8 @@
     rows().forEach((r) => r.classList.toggle("missing", missing.has(r.dataset.step)));
     app.dataset.missingStepIds = ids.join(",");
     // Nothing left to label and the annotator has paused: offer the submit button.
-    if (!missing.size && paused && !unsavedSteps().length) document.getElementById("submit-button")?.focus();
+    // Never while the error-category picker (or its note) is open: that would take the typing away.
+    if (!missing.size && paused && !picking && !unsavedSteps().length) document.getElementById("submit-button")?.focus();
   }
 
   function send(row) {
