@@ -244,7 +244,7 @@ def dispute_kinds() -> list[str]:
     return [kind for kind in AutoLabel.Kind.values if kind != AutoLabel.Kind.IMPORTED]
 
 
-def _machine_value():
+def _machine_value_expression():
     """An automatic label as +1 / -1 (0 for a neutral imported one): its value, else its score over the
     kind's threshold (MC: mc > 0; every other scored kind: P(+) > 0.5)."""
     threshold = Case(When(kind=AutoLabel.Kind.MC, then=Value(MC_THRESHOLD)), default=Value(PRM_THRESHOLD))
@@ -267,7 +267,7 @@ def humans_disagree_with(kind: str) -> Exists:
     """Some decided (non-neutral) human label of a step differs from a `kind` label of that step."""
     machine = (
         AutoLabel.objects.filter(step=OuterRef("step"), kind=kind)
-        .annotate(machine_value=_machine_value())
+        .annotate(machine_value=_machine_value_expression())
         .filter(machine_value__in=[1, -1])
         .exclude(machine_value=OuterRef("value"))
     )

@@ -222,6 +222,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # `<id:...>` (stepmark.converters): a bigint key.
     "PATH_CONVERTER_OVERRIDES": {"id": int},
+    # The label value requests send (label saves and gold labels share it).
+    "ENUM_NAME_OVERRIDES": {"LabelValueEnum": "annotation.api.labelling_serializers.LABEL_VALUE_CHOICES"},
 }
 
 # Celery: Redis in production; the README's run command sets an embedded broker.

@@ -77,7 +77,10 @@ def label_all(client: APIClient, team: Team, taken: dict, values: list[int]) -> 
         assert response.status_code == 200, response.content
         # Labelled in order in an every-step project: the steps after this one are still missing.
         later = [later["id"] for later in steps[position + 1:]]
-        assert response.json() == {"step_id": step["id"], "index": step["index"], "value": value, "missing_step_ids": later}
+        assert response.json() == {
+            "step_id": step["id"], "index": step["index"], "value": value, "error_category": "", "error_note": "",
+            "missing_step_ids": later,
+        }
 
 
 def _handed_out_an_hour_ago(taken: dict) -> None:
@@ -382,7 +385,7 @@ def test_assignment_payloads_match_the_documented_serializer(team):
     step_id, *others = [s["id"] for s in taken["solution"]["steps"]]
     labelled = ann1.put(label_url(team, taken["assignment"]["id"], step_id), {"value": -1}, format="json")
     assert labelled["Content-Type"] == "application/json"
-    saved = {"step_id": step_id, "index": 0, "value": -1, "missing_step_ids": others}
+    saved = {"step_id": step_id, "index": 0, "value": -1, "error_category": "", "error_note": "", "missing_step_ids": others}
     assert labelled.content == JSONRenderer().render(LabelSavedSerializer(saved).data)
     label_all(ann1, team, taken, [1, 1, 1])
     _handed_out_an_hour_ago(taken)
@@ -464,8 +467,13 @@ def test_skip_and_flag_finish_the_assignment_and_the_queue_moves_on(team):
     assert flagged.json()["status"] == "flagged"
     nothing = ann1.post(url("project-next", project_id=team.project.id))
     assert nothing.status_code == 204 and nothing.content == b""
-    # The skipped slot went back: the second annotator can still take both.
-    assert take_next(team.client("ann2"), team)["solution"]["id"] == first.id
+    # The skipped slot went back: the second annotator can still take both (the flagged one first:
+    # with overlap 2 the queue completes what others have started before opening new items).
+    ann2 = team.client("ann2")
+    got = take_next(ann2, team)
+    assert got["solution"]["id"] == second.id
+    ann2.post(url("assignment-skip", project_id=team.project.id, assignment_id=got["assignment"]["id"]), {}, format="json")
+    assert take_next(ann2, team)["solution"]["id"] == first.id
 
 
 def test_schema_generates_with_no_warnings(tmp_path):
@@ -520,7 +528,10 @@ def test_first_error_projects_require_steps_up_to_the_first_incorrect_one(team):
     assert labels["missing_step_ids"] == [first]
     cleared = ann1.delete(label_url(team, assignment_id, second))
     assert cleared.status_code == 200
-    assert cleared.json() == {"step_id": second, "index": 1, "value": None, "missing_step_ids": [first, second, third]}
+    assert cleared.json() == {
+        "step_id": second, "index": 1, "value": None, "error_category": "", "error_note": "",
+        "missing_step_ids": [first, second, third],
+    }
     labels = ann1.get(url("assignment-labels", project_id=team.project.id, assignment_id=assignment_id)).json()
     assert labels["missing_step_ids"] == [first, second, third]
     assert ann1.put(label_url(team, assignment_id, first), {"value": -1}, format="json").json()["missing_step_ids"] == []

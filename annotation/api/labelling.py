@@ -69,7 +69,7 @@ def _body_field(data, name: str):
 
 
 def _small_json(request: Request, payload: dict) -> HttpResponse:
-    """`payload` (numbers and plain ASCII words only) as JSON, rendered directly for JSON clients.
+    """`payload` (numbers, words and the annotator's own note) as JSON, rendered directly for JSON clients.
 
     The label save and submit answer every click with a few numbers; DRF's Response would
     render the same bytes through its template-response machinery. Browsers of the browsable

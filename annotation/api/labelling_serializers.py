@@ -157,8 +157,12 @@ class MyLabelsSerializer(serializers.Serializer):
     missing_step_ids = _missing_step_ids()
 
 
+# One enum for the label value a request sends (gold and label saves); named in SPECTACULAR_SETTINGS.
+LABEL_VALUE_CHOICES = [(v, str(v)) for v in LABEL_VALUES]
+
+
 class LabelValueSerializer(serializers.Serializer):
-    value = serializers.ChoiceField(choices=[(v, str(v)) for v in LABEL_VALUES], help_text=LABEL_HELP)
+    value = serializers.ChoiceField(choices=LABEL_VALUE_CHOICES, help_text=LABEL_HELP)
 
 
 class LabelSetSerializer(LabelValueSerializer):
