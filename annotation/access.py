@@ -19,9 +19,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
-from annotation.models import Assignment, Membership, Project, Role
-
-OVERSEER_ROLES = (Role.REVIEWER, Role.ADMIN)  # see machine hints and reference answers always
+from annotation.models import OVERSEER_ROLES, Assignment, Membership, Project, Role
+from annotation.services.statements import project_member_statement
 
 
 def _signed_in(user) -> bool:
@@ -70,12 +69,11 @@ def project_for_member(user, project_id: int) -> Project:
     """The project if `user` is staff or a member of it; Http404 otherwise. One query, with the role."""
     if not _signed_in(user):
         raise Http404("No such project.")
-    project = (
-        Project.objects.annotate(member_role=_role_subquery(user, "pk")).filter(pk=int(project_id)).first()
-    )
-    if project is None or (project.member_role is None and not user.is_staff):
+    found = project_member_statement(user_id=user.pk, project_id=project_id)
+    if found is None or (found[1] is None and not user.is_staff):
         raise Http404("No such project.")
-    _remember_role(project, user, project.member_role)
+    project, role = found
+    _remember_role(project, user, role)
     return project
 
 

@@ -31,7 +31,6 @@ from annotation.services.queue import (
     assignment_skip,
     next_assignment,
 )
-from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
 
 
@@ -89,7 +88,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
             "guidelines_html": guidelines_html,
             "done": assignment.status != Assignment.Status.ASSIGNED,
             "labelled": screen.labelled,
-            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=assignment.annotator_id),
+            "missing_step_ids": screen.missing_step_ids,
         },
     )
 

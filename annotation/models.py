@@ -17,6 +17,9 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+OVERSEER_ROLES = (Role.REVIEWER, Role.ADMIN)  # see machine hints and reference answers always (annotation.access)
+
+
 class LabelMode(models.TextChoices):
     ALL_STEPS = "all_steps", "Label every step (VisualProcessBench)"
     FIRST_ERROR = "first_error", "Stop at the first incorrect step (PRM800K phase 2)"

@@ -43,6 +43,10 @@ def test_annotator_labels_with_keyboard_reloads_and_submits(page, labelling_proj
     page.wait_for_selector("#steps li.step:nth-child(2).is-correct")
     page.keyboard.press("u")  # undo: step 2 back to neutral
     page.wait_for_selector("#steps li.step:nth-child(2).is-neutral")
+    # The row shows the value at once; the database has it once every row says saved.
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('#steps li.step')).every(r => r.dataset.save === 'saved')", timeout=15000
+    )
 
     steps = list(first.steps.order_by("index"))
     stored = dict(HumanLabel.objects.filter(annotator=annotator).values_list("step_id", "value"))
