@@ -80,6 +80,12 @@ ROLE_CHOICES = Role.choices
 
 
 class MemberAddForm(forms.Form):
+    """On the members page beside the invitation form: its own ids (add_user, add_role)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "add_%s")
+        super().__init__(*args, **kwargs)
+
     user = forms.CharField(label="Username or e-mail", max_length=254)
     role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.ANNOTATOR)
 
@@ -89,6 +95,10 @@ class MemberRoleForm(forms.Form):
 
 
 class InvitationForm(forms.Form):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "invite_%s")  # ids invite_email, invite_role, invite_days
+        super().__init__(*args, **kwargs)
+
     email = forms.EmailField(
         label="E-mail (optional)", required=False, help_text="Given an address, Stepmark e-mails the link to it."
     )
