@@ -10,8 +10,8 @@ from django.contrib.auth.models import Permission
 
 from annotation.models import HumanLabel, Invitation, Membership, Project, Role
 from tests.conftest import log_in, screenshot
-from tests.test_csp_pages import RECORD_VIOLATIONS
 from tests.factories import make_solution
+from tests.test_csp_pages import RECORD_VIOLATIONS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
