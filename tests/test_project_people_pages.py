@@ -474,3 +474,39 @@ def test_everyone_changes_their_own_password(team):
     people["annotator"].refresh_from_db()
     assert people["annotator"].check_password("Tr1cky-Horse-9")
     assert Client().get(reverse("password_change")).status_code == 302  # anonymous: to the login page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_people_racing_for_one_link_make_one_account(make_user):
+    """The invitation row is locked while it is used: of two sign-ups at once, one joins, one is refused."""
+    import threading
+
+    from django.db import connection
+
+    from annotation.services.people import InvitationRefused, invitation_accept_new_user
+
+    project = Project.objects.create(name="Race")
+    boss = make_user("boss")
+    add_member(project, boss, Role.ADMIN)
+    token = invitation_create(project=project, role=Role.ANNOTATOR, created_by=boss).token
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def sign_up(name: str) -> None:
+        try:
+            barrier.wait()
+            invitation_accept_new_user(token=token, username=name, password="Tr1cky-Horse-9")
+            outcomes.append("joined")
+        except InvitationRefused as refusal:
+            outcomes.append(refusal.reason)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_up, args=(name,)) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["joined", "used"]
+    assert get_user_model().objects.filter(username__in=["first", "second"]).count() == 1
+    assert Membership.objects.filter(project=project, role=Role.ANNOTATOR).count() == 1

@@ -267,6 +267,10 @@ def invitation_accept_new_user(*, token: str, username: str, password: str):
         user = user_model(username=username, email=invitation.email)
         password_validation.validate_password(password, user)  # ValidationError: the form shows its messages
         user.set_password(password)
-        user.save()
+        try:
+            with transaction.atomic():  # a savepoint: someone may take the name at the same moment
+                user.save()
+        except IntegrityError:
+            raise PeopleError(f"The username {username} is taken; choose another.", field="username") from None
         _use(invitation, user)
     return user
