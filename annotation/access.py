@@ -4,6 +4,8 @@ these instead of spelling the rules out again.
 - Staff users may do anything in any project.
 - A project's members may see it; only members with the admin role may administer it
   (import, export, manage people); reviewers and admins review and set gold labels.
+- Staff, and people given the `annotation.add_project` permission, create projects; the creator
+  becomes the new project's admin.
 - Anyone else is told the project does not exist (404), so ids do not leak which projects exist;
   a member without the role needed gets PermissionDenied (403).
 - Overseers (reviewers, admins, staff) always see machine hints and the reference answer;
@@ -55,6 +57,16 @@ def is_overseer(user, project: Project) -> bool:
 
 def can_administer(user, project: Project) -> bool:
     return _signed_in(user) and (user.is_staff or project_role(user, project) == Role.ADMIN)
+
+
+def can_create_project(user) -> bool:
+    """Staff, and people given the `annotation.add_project` permission, create projects."""
+    return _signed_in(user) and (bool(user.is_staff) or user.has_perm("annotation.add_project"))
+
+
+def require_project_creator(user) -> None:
+    if not can_create_project(user):
+        raise PermissionDenied("Only staff and people allowed to create projects may do this.")
 
 
 def sees_machine_hints(user, project: Project) -> bool:

@@ -1,13 +1,12 @@
 """The labelling pages: next item, the labelling page, saving one label, submit, skip, images.
 
 Views only parse input, check access, call a service and render. Labels are saved one at a
-time (htmx posts returning the updated step row), so a reload or a closed tab loses nothing.
+time (the page through the JSON API, a form post without JavaScript), so a reload or a closed
+tab loses nothing.
 """
 
 from __future__ import annotations
 
-import markdown
-import nh3
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import assignment_for_member, project_for_member
 from annotation.labelling_reads import labelling_screen, open_assignment_id
+from annotation.markup import guidelines_html as render_guidelines
 from annotation.models import Assignment, Image, Membership
 from annotation.services.label_save import (
     AssignmentClosed,
@@ -71,7 +71,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
     project = solution.project
     screen = labelling_screen(user=request.user, project=project, solution=solution)
     rows = [{"step": step, "value": step["value"], "hints": step["hints"] or {}} for step in screen.steps]
-    guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
+    guidelines_html = render_guidelines(project.guidelines)
     return render(
         request,
         "annotation/label.html",

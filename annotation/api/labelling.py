@@ -157,7 +157,7 @@ def _my_labels(assignment: Assignment) -> tuple[list[dict], list[int]]:
 class ProjectListView(APIView):
     @extend_schema(
         operation_id="projects_list",
-        description="The projects I am a member of, with my role and the labelling progress.",
+        description="The projects I am a member of (staff: every project), with my role and the labelling progress.",
         responses={200: shapes.ProjectSummarySerializer(many=True)},
     )
     def get(self, request):
