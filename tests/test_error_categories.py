@@ -165,7 +165,7 @@ def test_the_api_takes_and_returns_the_category(categorised):
     bad = client.put(url, {"value": 1, "error_category": "reasoning"}, format="json")
     assert bad.status_code == 400 and bad.json()["field"] == "error_category"
     mine = client.get(reverse("api:assignment-labels", kwargs={"project_id": project.id, "assignment_id": assignment_id})).json()
-    assert [(l["value"], l["error_category"], l["error_note"]) for l in mine["labels"]] == [
+    assert [(label["value"], label["error_category"], label["error_note"]) for label in mine["labels"]] == [
         (None, "", ""), (-1, "other", "wrong unit"), (None, "", "")
     ]
     detail = client.get(reverse("api:project", kwargs={"project_id": project.id})).json()
@@ -211,7 +211,7 @@ def test_every_export_format_carries_the_categories_per_step(categorised):
     assert conversation["error_categories"] == EXPECTED_CATEGORIES[: (len(conversation["conversations"]) - 1) // 2]
     raw = json.loads(export("visualprm400k-raw"))
     assert [step["error_categories"] for step in raw["steps_with_score"]] == EXPECTED_CATEGORIES
-    rows = [json.loads(l) for l in export("trl-stepwise", file_format="jsonl").splitlines()]
+    rows = [json.loads(line) for line in export("trl-stepwise", file_format="jsonl").splitlines()]
     assert rows[0]["error_categories"] == EXPECTED_CATEGORIES[: len(rows[0]["labels"])]
     table = pq.read_table(io.BytesIO(export("trl-stepwise", file_format="parquet")))
     assert table.column("error_categories").to_pylist()[0] == EXPECTED_CATEGORIES[: len(rows[0]["labels"])]

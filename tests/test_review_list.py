@@ -7,8 +7,23 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotation.models import Assignment, AutoLabel, GoldLabel, HumanLabel, LabelChange, Project, Role, Solution
-from annotation.review import ReviewFilterError, ReviewFilters, next_disputed_id, review_list_rows, review_solutions
+from annotation.models import (
+    Assignment,
+    AutoLabel,
+    GoldLabel,
+    HumanLabel,
+    LabelChange,
+    Project,
+    Role,
+    Solution,
+)
+from annotation.review import (
+    ReviewFilterError,
+    ReviewFilters,
+    next_disputed_id,
+    review_list_rows,
+    review_solutions,
+)
 from tests.conftest import log_in, screenshot
 from tests.factories import add_member, make_solution
 
