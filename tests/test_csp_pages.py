@@ -41,6 +41,7 @@ def test_labelling_page_works_under_the_policy(strict_page, make_user):
     page.wait_for_selector("#steps .katex")  # KaTeX ran and drew the math
     page.keyboard.press("c")  # htmx posts the label and swaps the row in
     page.wait_for_selector("#steps li.step:nth-child(1).is-correct")
+    page.wait_for_selector("#steps li.step:nth-child(1)[data-save=saved]")  # the row shows the label at once; wait for the save
     assert HumanLabel.objects.get(step=solution.steps.get(index=0)).value == 1
     screenshot(page, "label-page-under-csp")
     assert page.evaluate("window.__cspViolations") == []
