@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.formats.guide import ALL_OPTIONS, IMPORT_GUIDE
 from annotation.models import Item, Project
 from prm.core import mc
 from workers.generation.base import BACKENDS
@@ -159,3 +160,50 @@ class PrelabelJobForm(SelectionForm):
         if live_prm_version(project=self.project) is None:
             raise forms.ValidationError(no_live_prm_message(self.project))
         return super().clean()
+
+
+class ImportForm(forms.Form):
+    """The import page's form: a format, the dataset file, its images, and the format's own options."""
+
+    format = forms.ChoiceField(label="Format")
+    file = forms.FileField(label="Dataset file (a zip of the folder for folder formats)")
+    images = forms.FileField(required=False, label="Images (a zip of the image files or of their folder)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["format"].choices = [(name, guide.title) for name, guide in IMPORT_GUIDE.items()]
+        for name in ALL_OPTIONS:
+            takers = [guide.name for guide in IMPORT_GUIDE.values() if name in guide.options]
+            self.fields[f"option_{name}"] = forms.CharField(
+                required=False, max_length=500, label=name, help_text=f"{', '.join(takers)}; blank for the default"
+            )
+
+    def option_fields(self):
+        return [self[f"option_{name}"] for name in ALL_OPTIONS]
+
+    def clean(self):
+        cleaned = super().clean()
+        format_name = cleaned.get("format")
+        if format_name is None:
+            return cleaned
+        guide = IMPORT_GUIDE[format_name]
+        options: dict[str, object] = {}
+        for name in ALL_OPTIONS:
+            value = (cleaned.get(f"option_{name}") or "").strip()
+            if not value:
+                continue
+            if name not in guide.options:
+                self.add_error(f"option_{name}", f"The {format_name} format takes no option {name}: leave it blank.")
+                continue
+            if name == "max_steps":
+                if not value.isdigit() or int(value) < 1:
+                    self.add_error(f"option_{name}", "A whole number of steps, at least 1.")
+                    continue
+                options[name] = int(value)
+            else:
+                options[name] = value
+        upload = cleaned.get("file")
+        if upload is not None and guide.folder and not (upload.name or "").lower().endswith(".zip"):
+            self.add_error("file", f"The {format_name} format reads a folder: upload a zip of it.")
+        cleaned["options"] = options
+        return cleaned

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from workers.evaluate_runner import run_evaluation
 from workers.export_runner import run_export
+from workers.import_runner import run_import
 from workers.mc_runner import run_mc_label, run_sample_solutions
 from workers.models import Job, JobChunk
 from workers.prelabel_runner import run_prm_prelabel
@@ -20,6 +21,7 @@ Runner = Callable[[JobChunk], dict]
 
 RUNNERS: dict[str, Runner] = {
     Job.Kind.EXPORT: run_export,
+    Job.Kind.IMPORT: run_import,
     Job.Kind.SAMPLE_SOLUTIONS: run_sample_solutions,
     Job.Kind.MC_LABEL: run_mc_label,
     Job.Kind.PRM_PRELABEL: run_prm_prelabel,

@@ -6,7 +6,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import project_for_admin
 from annotation.selectors import LABEL_SOURCES
@@ -148,12 +149,24 @@ def job_row(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     return render(request, "workers/jobs.html#job-row", {"job": job, "project": job.project})
 
 
-@require_POST
+def _job_page(job: Job) -> str:
+    """The page a job is shown on: the import page for imports, else the jobs page."""
+    name = "import" if job.kind == Job.Kind.IMPORT else "jobs"
+    return reverse(name, kwargs={"project_id": job.project_id}) + f"#job-{job.pk}"
+
+
+@require_http_methods(["GET", "POST"])
 @login_required
 def job_cancel_view(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """GET: a confirmation page (works without JavaScript); POST: cancel."""
     job = _job_for_admin(request, project_id, job_id)
-    job_cancel(job=job)
-    return _row_or_page(request, job)
+    if request.method == "GET":
+        return render(request, "workers/job_cancel.html", {"job": job, "project": job.project, "back": _job_page(job)})
+    if job_cancel(job=job):
+        messages.success(request, f"Job #{job.pk} cancelled.")
+    if request.headers.get("HX-Request"):
+        return _row_or_page(request, job)
+    return redirect(_job_page(job))
 
 
 @require_POST
@@ -170,9 +183,20 @@ def job_requeue_view(request: HttpRequest, project_id: int, job_id: int) -> Http
     return _row_or_page(request, job)
 
 
+def _download(job: Job, file) -> FileResponse:
+    if job.status != Job.Status.DONE or not file:
+        raise Http404("This job has no file to download.")
+    return FileResponse(file.open("rb"), as_attachment=True, filename=file.name.rsplit("/", 1)[-1])
+
+
 @login_required
 def job_download(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
     job = _job_for_admin(request, project_id, job_id)
-    if job.status != Job.Status.DONE or not job.result_file:
-        raise Http404("This job has no file to download.")
-    return FileResponse(job.result_file.open("rb"), as_attachment=True, filename=job.result_file.name.rsplit("/", 1)[-1])
+    return _download(job, job.result_file)
+
+
+@login_required
+def job_download_images(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
+    """The images zip written beside an export (the paths its records name)."""
+    job = _job_for_admin(request, project_id, job_id)
+    return _download(job, job.images_file)
