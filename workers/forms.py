@@ -10,7 +10,10 @@ from __future__ import annotations
 from django import forms
 
 from annotation.formats.guide import ALL_OPTIONS, IMPORT_GUIDE
+from annotation.formats.step_labels import DEFAULT_NEUTRAL, NEUTRAL_CHOICES
 from annotation.models import Item, Project
+from annotation.selectors import LABEL_SOURCES
+from annotation.services.dataset_export import EXPORT_FORMATS
 from prm.core import mc
 from workers.generation.base import BACKENDS
 from workers.generation.openai_backend import generation_servers
@@ -88,9 +91,17 @@ class BackendForm(GroupedForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        servers = generation_servers()
         self.fields["server"].choices = [("", "—")] + [
-            (name, f"{name} ({entry['model']})") for name, entry in sorted(generation_servers().items())
+            (name, f"{name} ({entry['model']})") for name, entry in sorted(servers.items())
         ]
+        local = local_model_folder()
+        if local:
+            self.fields["model_path"].initial = local
+            self.fields["model_path"].help_text = f"The local model on this installation: {local}"
+        if not servers:
+            # No server listed (the embedded ./run.sh): a local folder is what works here.
+            self.fields["backend"].initial = "transformers"
 
     def clean(self):
         cleaned = super().clean()
@@ -116,6 +127,16 @@ class BackendForm(GroupedForm):
         if data.get("label", "").strip():
             params["name"] = data["label"].strip()
         return params
+
+
+def local_model_folder() -> str:
+    """The installation's local model folder (./run.sh builds a tiny Qwen2-VL there), or "" when absent."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = Path(settings.STEPMARK_DEFAULT_BACKBONE)
+    return str(folder) if (folder / "config.json").is_file() else ""
 
 
 class SampleJobForm(BackendForm, SelectionForm):
@@ -207,3 +228,57 @@ class ImportForm(forms.Form):
             self.add_error("file", f"The {format_name} format reads a folder: upload a zip of it.")
         cleaned["options"] = options
         return cleaned
+
+
+class ExportJobForm(GroupedForm):
+    """Every filter and format option of `manage.py export_dataset`, on the jobs page."""
+
+    format = forms.ChoiceField(label="Format")
+    file_format = forms.ChoiceField(
+        required=False, label="File kind (trl-stepwise: parquet with the images inside, or JSON lines)",
+        choices=[("", "the format's default"), ("jsonl", "jsonl"), ("parquet", "parquet")],
+    )
+    neutral = forms.ChoiceField(
+        choices=[(choice, choice) for choice in NEUTRAL_CHOICES], initial=DEFAULT_NEUTRAL,
+        label="Neutral steps are written as (visualprm400k, trl-stepwise; skip ends the row before the first)",
+    )
+    images_zip = forms.BooleanField(required=False, label="Images zip beside the file (JSON-lines formats)")
+    label_source = forms.ChoiceField(choices=[(s, s) for s in LABEL_SOURCES], initial="merged", label="Labels")
+    complete_only = forms.BooleanField(required=False, label="complete solutions only")
+    only_agreed = forms.BooleanField(required=False, label="only labels every annotator agrees on")
+    only_adjudicated = forms.BooleanField(required=False, label="only solutions with reviewer-adjudicated gold")
+    since = forms.DateTimeField(required=False, label="Created at or after (YYYY-MM-DD [HH:MM])")
+    until = forms.DateTimeField(required=False, label="Created before (YYYY-MM-DD [HH:MM])")
+    mc_label = forms.ChoiceField(choices=[("value", "value (+ when mc > threshold)"), ("advantage", "advantage")],
+                                 initial="value", label="MC label")
+    mc_threshold = forms.FloatField(initial=0.0, min_value=0.0, max_value=1.0, label="MC threshold")
+    advantage_tolerance = forms.FloatField(initial=0.0, min_value=0.0, label="Advantage tolerance")
+    consensus_filter = forms.BooleanField(required=False, label="consensus filter (no label where machine and human disagree)")
+    groups = (
+        ("File", ("format", "file_format", "neutral", "images_zip")),
+        ("Which solutions and labels", ("label_source", "complete_only", "only_agreed", "only_adjudicated", "since", "until")),
+        ("Merge policy (labels: merged)", ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter")),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["format"].choices = [(name, name) for name in sorted(EXPORT_FORMATS)]
+        if self.is_bound:  # fields left out of a post (an older form, the API) take their defaults
+            data = self.data.copy()
+            for name in ("neutral", "label_source", "mc_label", "mc_threshold", "advantage_tolerance"):
+                if not data.get(name):
+                    data[name] = self.fields[name].initial
+            self.data = data
+
+    def start_kwargs(self) -> dict:
+        data = self.cleaned_data
+        filters = {name: data[name] for name in ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter")}
+        for name in ("since", "until"):
+            if data.get(name):
+                filters[name] = data[name]
+        return {
+            "format_name": data["format"], "label_source": data["label_source"],
+            "flags": {flag for flag in ("complete_only", "only_agreed", "only_adjudicated") if data.get(flag)},
+            "filters": filters, "neutral": data["neutral"], "file_format": data.get("file_format") or None,
+            "images_zip": data.get("images_zip", False),
+        }

@@ -10,10 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import project_for_admin
-from annotation.selectors import LABEL_SOURCES
-from annotation.services.dataset_export import EXPORT_FORMATS
-from workers.export_services import EXPORT_FLAGS, export_job_start
-from workers.forms import MCJobForm, PrelabelJobForm, SampleJobForm
+from workers.export_services import export_job_start
+from workers.forms import ExportJobForm, MCJobForm, PrelabelJobForm, SampleJobForm
 from workers.mc_services import mc_job_start, sample_job_start
 from workers.models import Job
 from workers.prelabel_services import live_prm_version, prelabel_job_start, priority_refresh
@@ -23,7 +21,7 @@ from workers.services import job_cancel, job_requeue
 JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm}
 
 
-def _render_jobs(request: HttpRequest, project, *, bound=None, status: int = 200) -> HttpResponse:
+def _render_jobs(request: HttpRequest, project, *, bound=None, export_form=None, status: int = 200) -> HttpResponse:
     """The jobs page; `bound` is a submitted form that failed validation, shown with its errors."""
     forms = {prefix: form_class(prefix=prefix, project=project) for prefix, form_class in JOB_FORMS.items()}
     if bound is not None:
@@ -31,8 +29,7 @@ def _render_jobs(request: HttpRequest, project, *, bound=None, status: int = 200
     context = {
         "project": project,
         "jobs": project_jobs(project=project),
-        "export_formats": sorted(EXPORT_FORMATS),
-        "label_sources": LABEL_SOURCES,
+        "export_form": export_form or ExportJobForm(),
         "forms": forms,
         "live_prm": live_prm_version(project=project),
     }
@@ -57,7 +54,6 @@ def _start_from_form(request: HttpRequest, project_id: int, prefix: str, start) 
         else:
             messages.success(request, f"{job.get_kind_display()} job #{job.pk} started on {job.progress_total} units.")
             return redirect("jobs", project_id=project.id)
-    messages.error(request, "The job was not started: see the form's errors below.")
     return _render_jobs(request, project, bound=form, status=400)
 
 
@@ -114,20 +110,16 @@ def priority_refresh_view(request: HttpRequest, project_id: int) -> HttpResponse
 @login_required
 def export_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
-    format_name = request.POST.get("format", "")
-    try:
-        export_job_start(
-            project=project,
-            format_name=format_name,
-            label_source=request.POST.get("label_source", "merged"),
-            flags={flag for flag in EXPORT_FLAGS if request.POST.get(flag)},
-            user=request.user,
-        )
-    except ValueError as exc:
-        messages.error(request, f"The export was not started: {exc}.")
-    else:
-        messages.success(request, f"Export to {format_name} started.")
-    return redirect("jobs", project_id=project.id)
+    form = ExportJobForm(request.POST)
+    if form.is_valid():
+        try:
+            job = export_job_start(project=project, user=request.user, **form.start_kwargs())
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Export to {job.params['format']} started as job #{job.pk}.")
+            return redirect(reverse("jobs", kwargs={"project_id": project.id}) + f"#job-{job.pk}")
+    return _render_jobs(request, project, export_form=form, status=400)
 
 
 def _job_for_admin(request: HttpRequest, project_id: int, job_id: int) -> Job:
