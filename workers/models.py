@@ -16,7 +16,6 @@ class Job(models.Model):
         TRAIN = "train", "Train a PRM"
         EVALUATE = "evaluate", "Evaluate a PRM"
         IMPORT = "import", "Import a dataset"
-        SCORE = "score", "Score with a PRM (API)"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -76,7 +75,6 @@ PROGRESS_UNITS = {
     Job.Kind.PRM_PRELABEL: "solutions",
     Job.Kind.TRAIN: "training steps",
     Job.Kind.EVALUATE: "evaluations",
-    Job.Kind.SCORE: "requests",
 }
 
 

@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='job',
             name='kind',
-            field=models.CharField(choices=[('export', 'Export a dataset'), ('sample_solutions', 'Sample solutions from a policy'), ('mc_label', 'Monte Carlo step labels'), ('prm_prelabel', 'Live PRM pre-labels'), ('train', 'Train a PRM'), ('evaluate', 'Evaluate a PRM'), ('import', 'Import a dataset'), ('score', 'Score with a PRM (API)')], max_length=30),
+            field=models.CharField(choices=[('export', 'Export a dataset'), ('sample_solutions', 'Sample solutions from a policy'), ('mc_label', 'Monte Carlo step labels'), ('prm_prelabel', 'Live PRM pre-labels'), ('train', 'Train a PRM'), ('evaluate', 'Evaluate a PRM'), ('import', 'Import a dataset')], max_length=30),
         ),
     ]
