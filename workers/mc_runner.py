@@ -14,13 +14,14 @@ from dataclasses import asdict, replace
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 
 from annotation.models import AutoLabel, Item, ItemImage, Solution, Step
 from annotation.steps import join_steps, split_steps
 from prm.core import mc
 from workers.generation.base import GenerationBackend, GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.prompting import solution_messages
-from workers.models import JobChunk
+from workers.models import Job, JobChunk
 from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_is_cancelled, job_progress_add
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,10 @@ def run_mc_label(chunk: JobChunk) -> dict:
             update_fields=["score", "value", "num_correct", "num_total", "estimate"],
         )
         chunk_finish(chunk=chunk, counts=counts, progress_already_reported=reported)
+        # Live reports of an attempt that died were counted once already: as each chunk ends, progress
+        # is again what the finished chunks hold (other running chunks report anew as they go).
+        finished = JobChunk.objects.filter(job_id=chunk.job_id, status=JobChunk.Status.DONE).aggregate(n=Sum("size"))["n"]
+        Job.objects.filter(pk=chunk.job_id).update(progress_done=finished or 0)
     return counts
 
 
