@@ -15,6 +15,7 @@ class Job(models.Model):
         PRM_PRELABEL = "prm_prelabel", "Live PRM pre-labels"
         TRAIN = "train", "Train a PRM"
         EVALUATE = "evaluate", "Evaluate a PRM"
+        JUDGE = "judge", "LLM judge labels"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
