@@ -14,7 +14,7 @@ from annotation.access import sees_machine_hints, sees_reference_answer
 from annotation.models import Assignment, AutoLabel, Item, ItemImage, Project, Solution, Step
 from stepmark import rows
 
-HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM)
+HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM, AutoLabel.Kind.JUDGE)
 
 
 @dataclass(frozen=True)
@@ -44,31 +44,40 @@ def labelling_screen(*, user, project: Project, solution: Solution) -> Labelling
 
 
 def hints_entry(
-    entry: dict, *, kind: str, source: str, score: float | None, right: int | None, total: int | None
+    entry: dict, *, kind: str, source: str, score: float | None, right: int | None, total: int | None,
+    value: int | None = None, reason: str = "",
 ) -> None:
-    """Add one machine label to a step's hints: the MC estimate with its counts, or the PRM score."""
+    """Add one machine label to a step's hints: the MC estimate with its counts, the PRM score, or
+    the LLM judge's verdict with its reason."""
     if kind == AutoLabel.Kind.MC:
         entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
     elif kind == AutoLabel.Kind.PRM:
         entry["prm"] = {"score": score, "source": source}
+    elif kind == AutoLabel.Kind.JUDGE:
+        entry["judge"] = {"value": value, "reason": reason, "source": source}
+
+
+HINT_FIELDS = ("kind", "source", "score", "num_correct", "num_total", "value", "reason")
 
 
 def step_hints(step_ids: list[int]) -> dict[int, dict]:
-    """Machine hints per step: the MC estimate with its counts and the PRM score (the latest of each kind)."""
+    """Machine hints per step: the MC estimate with its counts, the PRM score and the judge's verdict
+    (the latest of each kind)."""
     hints: dict[int, dict] = {}
-    for step_id, kind, source, score, right, total in (
+    for step_id, kind, source, score, right, total, value, reason in (
         AutoLabel.objects.filter(step_id__in=step_ids, kind__in=HINT_KINDS)
         .order_by("id")
-        .values_list("step_id", "kind", "source", "score", "num_correct", "num_total")
+        .values_list("step_id", *HINT_FIELDS)
     ):
-        hints_entry(hints.setdefault(step_id, {}), kind=kind, source=source, score=score, right=right, total=total)
+        hints_entry(hints.setdefault(step_id, {}), kind=kind, source=source, score=score, right=right, total=total,
+                    value=value, reason=reason)
     return hints
 
 
 def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int | None = None) -> list[dict]:
     """The solution's steps in order: id, index, text, the annotator's label and (when shown) the hints.
 
-    One query: each step joined to its MC and PRM labels (the latest of a kind wins) and to the
+    One query: each step joined to its MC, PRM and judge labels (the latest of a kind wins) and to the
     annotator's own label (at most one per step).
     """
     steps = Step.objects.filter(solution_id=solution_id)
@@ -78,7 +87,7 @@ def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int
         fields.append("mine__value")
     if with_hints:
         steps = steps.annotate(hint=FilteredRelation("auto_labels", condition=Q(auto_labels__kind__in=HINT_KINDS)))
-        fields += ["hint__kind", "hint__source", "hint__score", "hint__num_correct", "hint__num_total"]
+        fields += [f"hint__{name}" for name in HINT_FIELDS]
         steps = steps.order_by("index", "hint__id")
     else:
         steps = steps.order_by("index")
@@ -90,9 +99,10 @@ def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int
         if step is None:
             step = found[id_] = {"id": id_, "index": index, "text": text, "hints": {} if with_hints else None,
                                  "value": value}
-        if with_hints and row[-5] is not None:
-            kind, source, score, right, total = row[-5:]
-            hints_entry(step["hints"], kind=kind, source=source, score=score, right=right, total=total)
+        if with_hints and row[-len(HINT_FIELDS)] is not None:
+            kind, source, score, right, total, verdict, reason = row[-len(HINT_FIELDS):]
+            hints_entry(step["hints"], kind=kind, source=source, score=score, right=right, total=total,
+                        value=verdict, reason=reason)
     return list(found.values())
 
 

@@ -11,8 +11,10 @@ from django import forms
 
 from annotation.models import Item, Project
 from prm.core import mc
+from prm.core.judge import prompt_problems
 from workers.generation.base import BACKENDS
 from workers.generation.openai_backend import generation_servers
+from workers.judge_services import JUDGE_MAX_TOKENS, project_judge_prompt
 from workers.prelabel_services import live_prm_version, no_live_prm_message
 from workers.selection import (
     SELECTION_KINDS,
@@ -159,3 +161,37 @@ class PrelabelJobForm(SelectionForm):
         if live_prm_version(project=self.project) is None:
             raise forms.ValidationError(no_live_prm_message(self.project))
         return super().clean()
+
+
+class JudgeJobForm(SelectionForm):
+    """An LLM judge (one of the operator's servers) labels every step +1/0/-1 with a reason."""
+
+    server = forms.ChoiceField(choices=[], label="Judge server")
+    prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90}),
+        label="Prompt ({question}, {steps}, {num_steps} are filled in)",
+    )
+    save_prompt = forms.BooleanField(required=False, initial=False, label="Keep as the project's judge prompt")
+    temperature = forms.FloatField(min_value=0, max_value=2, initial=0.0)
+    max_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=JUDGE_MAX_TOKENS, label="Max tokens per reply")
+    groups = (SELECTION_GROUP, ("Judge", ("server", "temperature", "max_tokens")), ("Prompt", ("prompt", "save_prompt")))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["server"].choices = [
+            (name, f"{name} ({entry['model']})") for name, entry in sorted(generation_servers().items())
+        ]
+        self.fields["prompt"].initial = project_judge_prompt(self.project)
+
+    def clean_server(self):
+        server = self.cleaned_data["server"]
+        if server not in generation_servers():
+            raise forms.ValidationError("Choose one of the servers the operator listed (STEPMARK_GENERATION_SERVERS).")
+        return server
+
+    def clean_prompt(self):
+        prompt = self.cleaned_data["prompt"].strip()
+        problems = prompt_problems(prompt)
+        if problems:
+            raise forms.ValidationError("; ".join(problems).capitalize() + ".")
+        return prompt

@@ -18,6 +18,17 @@ def project_judge_prompt(project: Project) -> str:
     return project.judge_prompt.strip() or DEFAULT_JUDGE_PROMPT
 
 
+def judge_prompt_save(*, project: Project, prompt: str) -> Project:
+    """Keep `prompt` as the project's judge prompt (the default one is stored as empty)."""
+    text = prompt.strip()
+    problems = prompt_problems(text)
+    if problems:
+        raise ValueError("; ".join(problems))
+    project.judge_prompt = "" if text == DEFAULT_JUDGE_PROMPT.strip() else text
+    project.save(update_fields=["judge_prompt"])
+    return project
+
+
 def judge_label_source(model: str) -> str:
     """The AutoLabel source of a judge's labels: the served model's short name."""
     return backend_label({"model": model})

@@ -68,6 +68,8 @@ _HINTS = """
             al.kind,
             CASE WHEN al.kind = %(mc)s
                 THEN jsonb_build_object('score', al.score, 'right', al.num_correct, 'total', al.num_total, 'source', al.source)
+                WHEN al.kind = %(judge)s
+                THEN jsonb_build_object('value', al.value, 'reason', al.reason, 'source', al.source)
                 ELSE jsonb_build_object('score', al.score, 'source', al.source)
             END
             ORDER BY al.id
@@ -75,7 +77,7 @@ _HINTS = """
         '{{}}'::jsonb
     ) AS shown
     FROM {auto} al
-    WHERE al.step_id = %(step)s AND al.kind IN (%(mc)s, %(prm)s)
+    WHERE al.step_id = %(step)s AND al.kind IN (%(mc)s, %(prm)s, %(judge)s)
 """
 
 # The required-steps rule, once: `labels` is every step of the target's solution with the
@@ -248,6 +250,7 @@ def label_save_statement(
         "overseer": list(OVERSEER_ROLES),
         "mc": AutoLabel.Kind.MC,
         "prm": AutoLabel.Kind.PRM,
+        "judge": AutoLabel.Kind.JUDGE,
         "value": 0 if value is None else value,
         "write": value is not None,
     }
