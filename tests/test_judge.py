@@ -28,7 +28,6 @@ from workers.generation.serve import OpenAICompatibleServer
 from workers.judge_services import judge_job_start
 from workers.models import Job
 
-
 # --- the pure core -------------------------------------------------------------------------------
 
 def test_the_prompt_names_every_step_and_keeps_braces_in_the_texts():

@@ -9,7 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from prm.benchmark import benchmark_evaluate, benchmark_record, benchmark_solution_count, judge_benchmark_evaluate
+from prm.benchmark import (
+    benchmark_evaluate,
+    benchmark_record,
+    benchmark_solution_count,
+    judge_benchmark_evaluate,
+)
 from prm.models import PRMVersion
 
 
