@@ -4,6 +4,8 @@ these instead of spelling the rules out again.
 - Staff users may do anything in any project.
 - A project's members may see it; only members with the admin role may administer it
   (import, export, manage people); reviewers and admins review and set gold labels.
+- Staff, and people given the `annotation.add_project` permission, create projects; the creator
+  becomes the new project's admin.
 - Anyone else is told the project does not exist (404), so ids do not leak which projects exist;
   a member without the role needed gets PermissionDenied (403).
 - Overseers (reviewers, admins, staff) always see machine hints and the reference answer;
@@ -19,9 +21,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.http import Http404
 
-from annotation.models import Assignment, Membership, Project, Role
-
-OVERSEER_ROLES = (Role.REVIEWER, Role.ADMIN)  # see machine hints and reference answers always
+from annotation.models import OVERSEER_ROLES, Assignment, Membership, Project, Role
+from annotation.services.statements import project_member_statement
 
 
 def _signed_in(user) -> bool:
@@ -58,6 +59,16 @@ def can_administer(user, project: Project) -> bool:
     return _signed_in(user) and (user.is_staff or project_role(user, project) == Role.ADMIN)
 
 
+def can_create_project(user) -> bool:
+    """Staff, and people given the `annotation.add_project` permission, create projects."""
+    return _signed_in(user) and (bool(user.is_staff) or user.has_perm("annotation.add_project"))
+
+
+def require_project_creator(user) -> None:
+    if not can_create_project(user):
+        raise PermissionDenied("Only staff and people allowed to create projects may do this.")
+
+
 def sees_machine_hints(user, project: Project) -> bool:
     return project.show_machine_labels or is_overseer(user, project)
 
@@ -70,12 +81,11 @@ def project_for_member(user, project_id: int) -> Project:
     """The project if `user` is staff or a member of it; Http404 otherwise. One query, with the role."""
     if not _signed_in(user):
         raise Http404("No such project.")
-    project = (
-        Project.objects.annotate(member_role=_role_subquery(user, "pk")).filter(pk=int(project_id)).first()
-    )
-    if project is None or (project.member_role is None and not user.is_staff):
+    found = project_member_statement(user_id=user.pk, project_id=project_id)
+    if found is None or (found[1] is None and not user.is_staff):
         raise Http404("No such project.")
-    _remember_role(project, user, project.member_role)
+    project, role = found
+    _remember_role(project, user, role)
     return project
 
 

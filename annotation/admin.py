@@ -15,6 +15,7 @@ from annotation.models import (
     HumanLabel,
     Image,
     ImportRecord,
+    Invitation,
     Item,
     ItemImage,
     LabelChange,
@@ -237,3 +238,17 @@ class UserAdmin(DjangoUserAdmin):
 
     def delete_queryset(self, request, queryset):
         user_delete(user_ids=queryset.values_list("pk", flat=True))
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Made and revoked on the project's members page (the link is shown once, there); here to look at."""
+
+    list_display = ["project", "role", "email", "created_by", "created_at", "expires_at", "revoked_at", "accepted_by"]
+    list_filter = ["role", "project"]
+    search_fields = ["email", "project__name"]
+    readonly_fields = ["token_hash", "created_by", "created_at", "accepted_at", "accepted_by"]
+    raw_id_fields = ["project"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a link is only worth its token, which the members page shows to its maker

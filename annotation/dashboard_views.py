@@ -8,7 +8,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from annotation import charts
-from annotation.access import project_for_reviewer
+from annotation.access import can_administer, project_for_reviewer
 from annotation.dashboard import REFERENCES, Dashboard, project_dashboard
 
 REFERENCE_COLORS = {"MC": "#0072b2", "PRM": "#e69f00", "Judge": "#cc79a7", "Gold": "#009e73"}
@@ -102,5 +102,6 @@ def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
             "project": project,
             "d": data,
             "charts": _charts(data),
+            "administers": can_administer(request.user, project),
         },
     )

@@ -1,15 +1,12 @@
 """The labelling pages: next item, the labelling page, saving one label, submit, skip, images.
 
 Views only parse input, check access, call a service and render. Labels are saved one at a
-time (htmx posts returning the updated step row), so a reload or a closed tab loses nothing.
+time (the page through the JSON API, a form post without JavaScript), so a reload or a closed
+tab loses nothing.
 """
 
 from __future__ import annotations
 
-import json
-
-import markdown
-import nh3
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import assignment_for_member, project_for_member
 from annotation.labelling_reads import labelling_screen, open_assignment_id
+from annotation.markup import guidelines_html as render_guidelines
 from annotation.models import Assignment, Image, Membership
 from annotation.services.label_save import (
     AssignmentClosed,
@@ -31,7 +29,6 @@ from annotation.services.queue import (
     assignment_skip,
     next_assignment,
 )
-from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
 
 
@@ -74,7 +71,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
     project = solution.project
     screen = labelling_screen(user=request.user, project=project, solution=solution)
     rows = [{"step": step, "value": step["value"], "hints": step["hints"] or {}} for step in screen.steps]
-    guidelines_html = nh3.clean(markdown.markdown(project.guidelines or "_No guidelines yet._"))
+    guidelines_html = render_guidelines(project.guidelines)
     return render(
         request,
         "annotation/label.html",
@@ -89,7 +86,7 @@ def label_page(request: HttpRequest, project_id: int, assignment_id: int) -> Htt
             "guidelines_html": guidelines_html,
             "done": assignment.status != Assignment.Status.ASSIGNED,
             "labelled": screen.labelled,
-            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=assignment.annotator_id),
+            "missing_step_ids": screen.missing_step_ids,
         },
     )
 
@@ -100,41 +97,23 @@ def label_step(request: HttpRequest, project_id: int, assignment_id: int, step_i
     raw = request.POST.get("value", "")
     try:
         if raw == "":
-            saved = assignment_step_label_clear(
+            assignment_step_label_clear(
                 user=request.user, project_id=project_id, assignment_id=assignment_id, step_id=step_id
             )
         else:
-            saved = assignment_step_label_set(
+            assignment_step_label_set(
                 user=request.user,
                 project_id=project_id,
                 assignment_id=assignment_id,
                 step_id=step_id,
                 value=_int_or_text(raw),  # not a number: rejected after the access checks
             )
-        target, value = saved.target, saved.write.value
     except AssignmentClosed:
         return _plain("This item is already finished.", status=409)
     except LabelRejected as exc:
         return _plain(f"Bad label: {exc}", status=400)  # plain text: the value is the sender's, never markup
-    if not request.headers.get("HX-Request"):
-        return redirect("label", project_id=project_id, assignment_id=assignment_id)
-    # The row is drawn from what the save already read: no second round of queries.
-    row = {
-        "step": {"id": target.step_id, "index": target.step_index, "text": target.step_text},
-        "value": value,
-        "hints": target.hints,
-    }
-    context = {
-        "row": row,
-        "assignment": {"id": target.assignment_id},
-        "project": {"id": target.project_id},
-        "show_hints": target.sees_hints,
-        "done": False,
-    }
-    response = render(request, "annotation/label.html#step-row", context)
-    # The steps still to label before submit, decided on the server (the page need not derive the rule).
-    response["X-Missing-Step-Ids"] = json.dumps(saved.missing_step_ids)
-    return response
+    # The page saves through the JSON API (static/js/label.js); this is the form without JavaScript.
+    return redirect("label", project_id=project_id, assignment_id=assignment_id)
 
 
 def _plain(text: str, *, status: int) -> HttpResponse:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import FilteredRelation, Q
-
 from annotation.access import sees_machine_hints, sees_reference_answer
-from annotation.models import Assignment, AutoLabel, Item, ItemImage, Project, Solution, Step
+from annotation.models import Assignment, AutoLabel, Item, ItemImage, Project, Solution
+from annotation.services.statements import labelling_screen_statement
 from stepmark import rows
 
 HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM, AutoLabel.Kind.JUDGE)
@@ -24,6 +23,7 @@ class LabellingScreen:
     images: list[tuple[int, str, int, int]]  # (position, sha256, width, height), in order
     steps: list[dict]  # id, index, text, hints (None where hidden), value (the user's label or None)
     sees_hints: bool
+    missing_step_ids: list[int]  # the steps the user must still label before submitting, in order
 
     @property
     def labelled(self) -> int:
@@ -31,15 +31,23 @@ class LabellingScreen:
 
 
 def labelling_screen(*, user, project: Project, solution: Solution) -> LabellingScreen:
-    """`solution` (its item loaded) as `user` may see it in `project`, with the user's own labels."""
+    """`solution` (its item loaded) as `user` may see it in `project`, with the user's own labels.
+
+    One statement (statements.labelling_screen_statement): next item shows it for every item taken.
+    """
     with_hints = sees_machine_hints(user, project)
     item = solution.item
+    row = labelling_screen_statement(
+        solution_id=solution.pk, item_id=item.pk, annotator_id=user.pk, label_mode=project.label_mode,
+        with_hints=with_hints,
+    )
     return LabellingScreen(
         item=item,
         answer=item.answer if sees_reference_answer(user, project) else None,
-        images=item_images(item_id=item.pk),
-        steps=steps_for_labelling(solution_id=solution.pk, with_hints=with_hints, annotator_id=user.pk),
+        images=row.images,
+        steps=row.steps,
         sees_hints=with_hints,
+        missing_step_ids=row.missing_step_ids,
     )
 
 
@@ -48,7 +56,9 @@ def hints_entry(
     value: int | None = None, reason: str = "",
 ) -> None:
     """Add one machine label to a step's hints: the MC estimate with its counts, the PRM score, or
-    the LLM judge's verdict with its reason."""
+    the LLM judge's verdict with its reason.
+
+    The same shape as statements._HINTS builds in SQL for the save and the screen."""
     if kind == AutoLabel.Kind.MC:
         entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
     elif kind == AutoLabel.Kind.PRM:
@@ -74,38 +84,6 @@ def step_hints(step_ids: list[int]) -> dict[int, dict]:
     return hints
 
 
-def steps_for_labelling(*, solution_id: int, with_hints: bool, annotator_id: int | None = None) -> list[dict]:
-    """The solution's steps in order: id, index, text, the annotator's label and (when shown) the hints.
-
-    One query: each step joined to its MC, PRM and judge labels (the latest of a kind wins) and to the
-    annotator's own label (at most one per step).
-    """
-    steps = Step.objects.filter(solution_id=solution_id)
-    fields = ["id", "index", "text"]
-    if annotator_id is not None:
-        steps = steps.annotate(mine=FilteredRelation("human_labels", condition=Q(human_labels__annotator_id=annotator_id)))
-        fields.append("mine__value")
-    if with_hints:
-        steps = steps.annotate(hint=FilteredRelation("auto_labels", condition=Q(auto_labels__kind__in=HINT_KINDS)))
-        fields += [f"hint__{name}" for name in HINT_FIELDS]
-        steps = steps.order_by("index", "hint__id")
-    else:
-        steps = steps.order_by("index")
-    found: dict[int, dict] = {}
-    for row in steps.values_list(*fields):
-        id_, index, text = row[:3]
-        value = row[3] if annotator_id is not None else None
-        step = found.get(id_)
-        if step is None:
-            step = found[id_] = {"id": id_, "index": index, "text": text, "hints": {} if with_hints else None,
-                                 "value": value}
-        if with_hints and row[-len(HINT_FIELDS)] is not None:
-            kind, source, score, right, total, verdict, reason = row[-len(HINT_FIELDS):]
-            hints_entry(step["hints"], kind=kind, source=source, score=score, right=right, total=total,
-                        value=verdict, reason=reason)
-    return list(found.values())
-
-
 def item_images(*, item_id: int) -> list[tuple[int, str, int, int]]:
     """(position, sha256, width, height) of the item's images, in order."""
     return list(
@@ -115,12 +93,14 @@ def item_images(*, item_id: int) -> list[tuple[int, str, int, int]]:
     )
 
 
-def steps_with_labels(*, solution_id: int, annotator_id: int) -> list[tuple[int, int, int | None]]:
-    """(step id, index, the annotator's label or None) for every step of the solution, in order."""
-    return [
-        (step["id"], step["index"], step["value"])
-        for step in steps_for_labelling(solution_id=solution_id, with_hints=False, annotator_id=annotator_id)
-    ]
+def assignment_labels(*, assignment: Assignment) -> tuple[list[tuple[int, int, int | None]], list[int]]:
+    """(step id, index, the annotator's label or None) for every step of the assignment's solution,
+    in order, and the steps the annotator must still label (its solution and project loaded)."""
+    row = labelling_screen_statement(
+        solution_id=assignment.solution_id, item_id=None, annotator_id=assignment.annotator_id,
+        label_mode=assignment.solution.project.label_mode, with_hints=False,
+    )
+    return [(step["id"], step["index"], step["value"]) for step in row.steps], row.missing_step_ids
 
 
 def open_assignment_id(*, project_id: int, annotator_id: int, exclude_id: int | None = None) -> int | None:

@@ -17,6 +17,9 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+OVERSEER_ROLES = (Role.REVIEWER, Role.ADMIN)  # see machine hints and reference answers always (annotation.access)
+
+
 class LabelMode(models.TextChoices):
     ALL_STEPS = "all_steps", "Label every step (VisualProcessBench)"
     FIRST_ERROR = "first_error", "Stop at the first incorrect step (PRM800K phase 2)"
@@ -42,6 +45,12 @@ class Project(models.Model):
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of queue items that are hidden quality checks with adjudicated gold labels (0-1)."
     )
+    max_steps = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Imports that split responses into steps (MATH-V folders) merge longer solutions down to this "
+        "many steps; empty: the site default (STEPMARK_MAX_STEPS).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
 
@@ -52,6 +61,9 @@ class Project(models.Model):
             models.CheckConstraint(condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="project_gold_rate_unit"),
             models.CheckConstraint(
                 condition=Q(label_mode__in=[c.value for c in LabelMode]), name="project_label_mode_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_steps__isnull=True) | Q(max_steps__gte=1), name="project_max_steps_positive"
             ),
         ]
 
@@ -73,6 +85,35 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.project} as {self.role}"
+
+
+class Invitation(models.Model):
+    """A link that lets one person join a project with a role. Only the token's SHA-256 is stored:
+    the link is shown once, to the admin who made it; a leaked table holds no usable link."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.ANNOTATOR)
+    email = models.EmailField(blank=True, help_text="Whom it was sent to, when it was e-mailed.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=[c.value for c in Role]), name="invitation_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"invitation to {self.project} as {self.role}"
 
 
 def image_upload_path(instance: Image, filename: str) -> str:

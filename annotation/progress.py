@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Count
 from django.utils import timezone
 
-from annotation.models import HumanLabel, Membership, Project, Solution, Step
+from annotation.models import HumanLabel, Membership, Project, Role, Solution, Step
 
 
 def project_summary(*, project: Project, user, role: str | None) -> dict:
@@ -26,8 +26,18 @@ def project_summary(*, project: Project, user, role: str | None) -> dict:
 
 
 def user_project_summaries(*, user) -> list[dict]:
-    """The projects `user` belongs to, with their role and labelling progress (home page)."""
-    return [
-        project_summary(project=membership.project, user=user, role=membership.role)
-        for membership in Membership.objects.filter(user=user).select_related("project").order_by("project__name")
-    ]
+    """The projects `user` belongs to (staff: every project), with their role and labelling progress (home page).
+
+    `administers` and `oversees` say which of the project's pages the user may open (staff: all of them).
+    """
+    staff = bool(user.is_staff)
+    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    projects = Project.objects.order_by("name") if staff else Project.objects.filter(pk__in=roles).order_by("name")
+    summaries = []
+    for project in projects:
+        role = roles.get(project.pk)
+        summary = project_summary(project=project, user=user, role=role)
+        summary["administers"] = staff or role == Role.ADMIN
+        summary["oversees"] = staff or role in (Role.ADMIN, Role.REVIEWER)
+        summaries.append(summary)
+    return summaries

@@ -1,12 +1,30 @@
 from django.urls import path
 
-from annotation import dashboard_views, label_views, review_views, views
+from annotation import dashboard_views, label_views, people_views, project_views, review_views, views
 from stepmark.converters import register_id_converter
 
 register_id_converter()  # `<id:...>` below: a bigint key, 404 past it (Django registers converters in the URLconf)
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("projects/new/", project_views.project_create_view, name="project-create"),
+    path("projects/<id:project_id>/settings/", project_views.project_settings, name="project-settings"),
+    path(
+        "projects/<id:project_id>/settings/preview/",
+        project_views.project_guidelines_preview,
+        name="project-guidelines-preview",
+    ),
+    path("projects/<id:project_id>/members/", people_views.members, name="project-members"),
+    path("projects/<id:project_id>/members/add/", people_views.member_add, name="member-add"),
+    path("projects/<id:project_id>/members/<id:membership_id>/role/", people_views.member_role, name="member-role"),
+    path("projects/<id:project_id>/members/<id:membership_id>/remove/", people_views.member_remove, name="member-remove"),
+    path("projects/<id:project_id>/invitations/", people_views.invitation_create_view, name="invitation-create"),
+    path(
+        "projects/<id:project_id>/invitations/<id:invitation_id>/revoke/",
+        people_views.invitation_revoke_view,
+        name="invitation-revoke",
+    ),
+    path("invitations/<str:token>/", people_views.invitation_page, name="invitation"),
     path("projects/<id:project_id>/next/", label_views.next_item, name="next-item"),
     path("projects/<id:project_id>/assignments/<id:assignment_id>/", label_views.label_page, name="label"),
     path(

@@ -23,6 +23,7 @@ from annotation.models import (
     Project,
 )
 from annotation.services.dataset_export import EXPORT_FORMATS
+from annotation.services.people import invitation_create
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db
@@ -54,6 +55,7 @@ def filled(project, make_user):
     ImportRecord.objects.create(project=project, format="mathv", source_name="x", status="done")
     Assignment.objects.create(solution=solution, annotator=annotator)
     LabelChange.objects.create(step=first, changed_by=annotator, annotator=annotator, old_value=None, new_value=1)
+    invitation_create(project=project, role="annotator", created_by=annotator)
     return solution
 
 

@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 
 from annotation.access import assignment_for_member, project_for_member, project_for_reviewer, project_role
 from annotation.api import labelling_serializers as shapes
-from annotation.labelling_reads import item_images, labelling_screen, steps_with_labels
+from annotation.labelling_reads import assignment_labels, item_images, labelling_screen
 from annotation.models import Assignment, Item, Project, Solution, Step
 from annotation.progress import project_summary, user_project_summaries
 from annotation.review import review_queue, review_rows
@@ -33,7 +33,6 @@ from annotation.services.label_save import (
 )
 from annotation.services.labels import LabelRejected, gold_label_set
 from annotation.services.queue import SubmitRejected, assignment_skip, next_assignment
-from annotation.services.statements import assignment_missing_step_ids
 from annotation.services.submit import member_assignment_submit
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -106,7 +105,10 @@ def _item_payload(item: Item, request: Request, *, answer: str | None, images: l
 
 def _solution_payload(solution: Solution, request: Request, project: Project) -> dict:
     """What a member sees of a solution: the labelling screen, as the page shows it."""
-    screen = labelling_screen(user=request.user, project=project, solution=solution)
+    return _screen_payload(labelling_screen(user=request.user, project=project, solution=solution), solution, request)
+
+
+def _screen_payload(screen, solution: Solution, request: Request) -> dict:
     return {
         "id": solution.id,
         "key": solution.key,
@@ -144,9 +146,9 @@ def _assignment_payload(assignment: Assignment) -> dict:
     }
 
 
-def _my_labels(assignment: Assignment) -> list[dict]:
-    labels = steps_with_labels(solution_id=assignment.solution_id, annotator_id=assignment.annotator_id)
-    return [{"step_id": step_id, "index": index, "value": value} for step_id, index, value in labels]
+def _my_labels(assignment: Assignment) -> tuple[list[dict], list[int]]:
+    labels, missing = assignment_labels(assignment=assignment)
+    return [{"step_id": step_id, "index": index, "value": value} for step_id, index, value in labels], missing
 
 
 # --- projects and their content -------------------------------------------------------------
@@ -155,7 +157,7 @@ def _my_labels(assignment: Assignment) -> list[dict]:
 class ProjectListView(APIView):
     @extend_schema(
         operation_id="projects_list",
-        description="The projects I am a member of, with my role and the labelling progress.",
+        description="The projects I am a member of (staff: every project), with my role and the labelling progress.",
         responses={200: shapes.ProjectSummarySerializer(many=True)},
     )
     def get(self, request):
@@ -249,10 +251,11 @@ class NextAssignmentView(APIView):
         assignment = next_assignment(project=project, annotator=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
+        screen = labelling_screen(user=request.user, project=project, solution=assignment.solution)
         payload = {
             "assignment": _assignment_payload(assignment),
-            "solution": _solution_payload(assignment.solution, request, project),
-            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=request.user.pk),
+            "solution": _screen_payload(screen, assignment.solution, request),
+            "missing_step_ids": screen.missing_step_ids,
         }
         return Response(payload, status=status.HTTP_201_CREATED)  # shaped as AssignmentWithSolutionSerializer
 
@@ -266,12 +269,12 @@ class AssignmentLabelsView(APIView):
     )
     def get(self, request, project_id: int, assignment_id: int):
         assignment = assignment_for_member(request.user, project_id, assignment_id)
-        labels = _my_labels(assignment)
+        labels, missing = _my_labels(assignment)
         payload = {
             "assignment": _assignment_payload(assignment),
             "labelled": sum(1 for label in labels if label["value"] is not None),
             "labels": labels,
-            "missing_step_ids": assignment_missing_step_ids(assignment_id=assignment.id, annotator_id=request.user.pk),
+            "missing_step_ids": missing,
         }
         return Response(shapes.MyLabelsSerializer(payload).data)
 

@@ -123,7 +123,10 @@ def dataset_import(
     else:
         image_root = path.parent
     image_source = ImageSource(image_root)
-    source = ImportSource(path=path, images=image_source, options=dict(options or {}), confined=confined)
+    options = dict(options or {})
+    if project.max_steps is not None:
+        options.setdefault("max_steps", project.max_steps)  # the project's cap unless the import names one
+    source = ImportSource(path=path, images=image_source, options=options, confined=confined)
     written_files: list[str] = []
     try:
         with transaction.atomic():

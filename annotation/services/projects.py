@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from annotation.models import Item, Project, Solution
+from annotation.models import Item, Membership, Project, Role, Solution
 from annotation.services.queue import project_queue_reopen, solution_slots_recount
 
 
@@ -36,3 +36,11 @@ def item_save(*, item: Item) -> Item:
             Solution.objects.filter(pk__in=moved).update(project_id=item.project_id)
             solution_slots_recount(solution_ids=moved)  # the other project's overlap decides if they are open
     return item
+
+
+def project_create(*, project: Project, creator) -> Project:
+    """Save a new project and make `creator` its first admin member (so it is on their home page)."""
+    with transaction.atomic():
+        project_save(project=project)
+        Membership.objects.create(project=project, user=creator, role=Role.ADMIN)
+    return project

@@ -1,4 +1,4 @@
-"""The three requests annotators make all day, each one PostgreSQL statement (one round trip).
+"""The requests annotators make all day, each one PostgreSQL statement (one round trip).
 
 - `label_save_statement`: check access, read the machine hints shown, lock the label row,
   insert or update it, write the history row, and say which required steps still lack a label.
@@ -6,13 +6,18 @@
   slot on the first open solution in queue order that nobody is taking right now.
 - `submit_statement`: check access, find the required steps still missing a label, and finish
   the assignment with a conditional UPDATE only if it is still open and nothing is missing.
+- `labelling_screen_statement`: what the labelling screen shows of a solution (images, steps,
+  the annotator's labels, hints, the steps still required), for the page and the API alike.
+- `project_member_statement`: a project with the user's role in it, the access check of every
+  other page and API request.
 
 They share fragments: the access check (`_ACCESS`: a member of the project or staff; their own
 assignment; the project from the solution's own copy of it), the machine-hints JSON (`_HINTS`)
 and the required-steps rule (`_LABELS`, `_MISSING`), which `assignment_missing_step_ids` also
 runs for the pages and the API, so the page, the API and submit apply one rule. Building the
 same queries through the ORM costs more Python per request than the database spends answering
-(benchmarks/annotation_load.py); everything else reads and writes through the ORM.
+(benchmarks/annotation_load.py: next item cost 2.5 ms of Python per request with one statement,
+8 ms with the ORM's five queries); everything else reads and writes through the ORM.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from functools import cache
 
 from django.db import connection, transaction
 
-from annotation.access import OVERSEER_ROLES
 from annotation.models import (
+    OVERSEER_ROLES,
     Assignment,
     AutoLabel,
     HumanLabel,
+    Image,
     Item,
+    ItemImage,
     LabelChange,
     LabelMode,
     Membership,
@@ -44,6 +51,7 @@ def _tables() -> dict[str, str]:
     models = {
         "assignment": Assignment, "solution": Solution, "project": Project, "membership": Membership,
         "step": Step, "label": HumanLabel, "change": LabelChange, "auto": AutoLabel, "item": Item,
+        "item_image": ItemImage, "image": Image,
     }
     return {name: model._meta.db_table for name, model in models.items()}
 
@@ -60,8 +68,8 @@ _ACCESS = """
       AND (m.role IS NOT NULL OR %(staff)s)
 """
 
-# The hints of step %(step)s as annotators are shown them (visibility.hints_entry's shape): the
-# latest machine label of each kind (jsonb keeps the last of duplicate keys, aggregated in id order).
+# The hints of step {step_ref} as annotators are shown them (labelling_reads.hints_entry's shape):
+# the latest machine label of each kind (jsonb keeps the last of duplicate keys, aggregated in id order).
 _HINTS = """
     SELECT COALESCE(
         jsonb_object_agg(
@@ -77,7 +85,7 @@ _HINTS = """
         '{{}}'::jsonb
     ) AS shown
     FROM {auto} al
-    WHERE al.step_id = %(step)s AND al.kind IN (%(mc)s, %(prm)s, %(judge)s)
+    WHERE al.step_id = {step_ref} AND al.kind IN (%(mc)s, %(prm)s, %(judge)s)
 """
 
 # The required-steps rule, once: `labels` is every step of the target's solution with the
@@ -127,6 +135,10 @@ def _labels(value: str) -> str:
     return _LABELS.replace("{value}", value)
 
 
+def _hints(step_ref: str) -> str:
+    return _HINTS.replace("{step_ref}", step_ref)
+
+
 def _sql(template: str, **fragments: str) -> str:
     """`template` with the table names and the fragments (their own table names filled in) in place."""
     tables = _tables()
@@ -144,6 +156,13 @@ def _run(sql: str, params: dict) -> tuple | None:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _read(sql: str, params: dict) -> tuple | None:
+    """Fetch the one row of a read-only statement (it cannot fail half-way: no savepoint needed)."""
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
@@ -230,7 +249,7 @@ def _label_save_sql() -> str:
         """,
         access=_access("JOIN {step} st ON st.solution_id = a.solution_id AND st.id = %(step)s"),
         bump=_BUMP,
-        hints=_HINTS,
+        hints=_hints("%(step)s"),
         labels=_labels("CASE WHEN st.id = %(step)s THEN %(value)s ELSE hl.value END"),
         missing_ids=_MISSING_IDS,
     )
@@ -454,3 +473,74 @@ def assignment_missing_step_ids(*, assignment_id: int, annotator_id: int) -> lis
     """The step ids the annotator must still label before submitting the assignment, in order."""
     row = _run(_missing_sql(), {"assignment": assignment_id, "user": annotator_id, "first_error": LabelMode.FIRST_ERROR})
     return (row[0] if row else None) or []
+
+
+# --- the labelling screen -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScreenRow:
+    images: list[tuple[int, str, int, int]]  # (position, sha256, width, height), in order
+    steps: list[dict]  # id, index, text, value (the annotator's label), hints (None where hidden)
+    missing_step_ids: list[int]  # required steps the annotator has not labelled, in order
+
+
+@cache
+def _screen_sql() -> str:
+    return _sql(
+        """
+        WITH target AS (
+            SELECT %(solution)s::bigint AS solution_id, %(label_mode)s::text AS label_mode
+        ), {labels}
+        SELECT
+            (SELECT COALESCE(json_agg(json_build_array(ii.position, im.sha256, im.width, im.height)
+                                      ORDER BY ii.position), '[]')
+             FROM {item_image} ii JOIN {image} im ON im.id = ii.image_id WHERE ii.item_id = %(item)s),
+            (SELECT COALESCE(json_agg(json_build_object(
+                        'id', st.id, 'index', st."index", 'text', st.text, 'value', labels.value,
+                        'hints', CASE WHEN %(with_hints)s THEN ({hints}) END)
+                    ORDER BY st."index"), '[]')
+             FROM {step} st JOIN labels ON labels.step_id = st.id),
+            {missing_ids}
+        """,
+        labels=_labels("hl.value"),
+        hints=_hints("st.id"),
+        missing_ids=_MISSING_IDS,
+    )
+
+
+def labelling_screen_statement(
+    *, solution_id: int, item_id: int | None, annotator_id: int, label_mode: str, with_hints: bool
+) -> ScreenRow:
+    """The solution's steps with `annotator_id`'s labels (and hints when `with_hints`), the item's
+    images (none when `item_id` is None) and the steps still required by the project's label mode."""
+    params = {
+        "solution": int(solution_id), "item": item_id or 0, "user": annotator_id, "label_mode": label_mode,
+        "with_hints": with_hints, "mc": AutoLabel.Kind.MC, "prm": AutoLabel.Kind.PRM, "judge": AutoLabel.Kind.JUDGE,
+        "first_error": LabelMode.FIRST_ERROR,
+    }
+    images, steps, missing = _read(_screen_sql(), params)
+    return ScreenRow(images=[tuple(image) for image in images], steps=steps, missing_step_ids=missing or [])
+
+
+# --- a project with the user's role -------------------------------------------------------
+
+
+@cache
+def _project_member_sql() -> str:
+    return _sql(
+        """
+        SELECT {p_cols}, m.role FROM {project} p
+        LEFT JOIN {membership} m ON m.project_id = p.id AND m.user_id = %(user)s
+        WHERE p.id = %(project)s
+        """,
+        p_cols=rows.columns(Project, "p"),
+    )
+
+
+def project_member_statement(*, user_id: int, project_id: int) -> tuple[Project, str | None] | None:
+    """The project and `user_id`'s role in it (None: not a member); None when there is no such project."""
+    row = _read(_project_member_sql(), {"user": user_id, "project": int(project_id)})
+    if row is None:
+        return None
+    return rows.instance(Project, row[:-1]), row[-1]
