@@ -224,12 +224,15 @@ class _StepLabels:
         if source == "none":
             return
         # MC counts travel with every export that has them (the Raw format needs them).
-        for step_id, score, right, total in _plain_rows(
-            AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.MC).values_list(
-                "step_id", "score", "num_correct", "num_total"
+        self.mc_value: dict[int, int] = {}  # the value label of a run without mc_i (adaptive, first-error)
+        for step_id, score, right, total, value in _plain_rows(
+            AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.MC).order_by("id").values_list(
+                "step_id", "score", "num_correct", "num_total", "value"
             )
         ):
             self.mc[step_id] = (score, right, total)
+            if score is None and value is not None:
+                self.mc_value[step_id] = value
         if source in ("merged", "gold"):
             gold = GoldLabel.objects.filter(in_chunk)
             if filters.only_adjudicated:
@@ -272,7 +275,8 @@ class _StepLabels:
             merged = solution_labels(
                 gold=[self.gold.get(s) for s in step_ids], human=[self.human.get(s) for s in step_ids],
                 mc_scores=[self._mc_score(s) for s in step_ids], imported=[self.auto.get(s) for s in step_ids],
-                judge=[self.judge.get(s) for s in step_ids], policy=self.policy,
+                mc_values=[self.mc_value.get(s) for s in step_ids], judge=[self.judge.get(s) for s in step_ids],
+                policy=self.policy,
             )
             return [label.value for label in merged]
         if source == "gold":
@@ -280,7 +284,10 @@ class _StepLabels:
         if source == "human":
             return [self.human.get(s) for s in step_ids]
         if source == "mc":
-            return [mc_value_label(self._mc_score(s), threshold=self.filters.mc_threshold) for s in step_ids]
+            return [
+                mc_value_label(self._mc_score(s), threshold=self.filters.mc_threshold, value=self.mc_value.get(s))
+                for s in step_ids
+            ]
         if source == "auto":
             return [self.auto.get(s) for s in step_ids]
         if source == "judge":
@@ -299,7 +306,7 @@ class _StepLabels:
             result = []
             for step_id, index, text in rows:
                 score, right, total = self.mc.get(step_id, no_label)
-                label = mc_value_label(score, threshold=threshold)
+                label = mc_value_label(score, threshold=threshold, value=self.mc_value.get(step_id))
                 result.append(ExportStep(index, text, label, score, right, total))  # positional: fields in declared order
             return result
         labels = self.labels([step_id for step_id, _, _ in rows])

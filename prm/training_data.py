@@ -18,6 +18,7 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from PIL import Image as PILImage
 
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item, ItemImage, Project, Solution, Step
@@ -83,9 +84,13 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
     for step_id, value in HumanLabel.objects.filter(**in_project).values_list("step_id", "value"):
         votes[step_id].append(value)
     human = {step_id: human_majority(values, only_agreed=policy.only_agreed) for step_id, values in votes.items()}
-    mc = dict(
-        AutoLabel.objects.filter(kind=AutoLabel.Kind.MC, score__isnull=False, **in_project).values_list("step_id", "score")
-    )
+    mc: dict[int, tuple[float | None, int | None]] = {}  # mc_i, or the value label of an early-stopping run
+    for step_id, score, value in (
+        AutoLabel.objects.filter(Q(score__isnull=False) | Q(value__isnull=False), kind=AutoLabel.Kind.MC, **in_project)
+        .order_by("id")
+        .values_list("step_id", "score", "value")
+    ):
+        mc[step_id] = (score, value)
     imported = dict(
         AutoLabel.objects.filter(kind=AutoLabel.Kind.IMPORTED, value__isnull=False, **in_project).values_list("step_id", "value")
     )
@@ -106,8 +111,9 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
         step_ids = [step_id for step_id, _ in rows]
         merged = solution_labels(
             gold=[gold.get(s) for s in step_ids], human=[human.get(s) for s in step_ids],
-            mc_scores=[mc.get(s) for s in step_ids], imported=[imported.get(s) for s in step_ids],
-            judge=[judge.get(s) for s in step_ids], policy=policy,
+            mc_scores=[mc.get(s, (None, None))[0] for s in step_ids], imported=[imported.get(s) for s in step_ids],
+            mc_values=[mc.get(s, (None, None))[1] for s in step_ids], judge=[judge.get(s) for s in step_ids],
+            policy=policy,
         )
         labels = [training_label(label.value, policy) for label in merged]
         if all(label is None for label in labels):

@@ -90,25 +90,45 @@ def human_majority(values: Sequence[int], *, only_agreed: bool = False) -> int |
     return counts[0][0]
 
 
-def mc_value_label(score: float | None, *, threshold: float) -> int | None:
-    """The Monte Carlo value label: +1 when mc_i > threshold, else -1; None without an estimate."""
-    if score is None:
-        return None
-    return 1 if score > threshold else -1
+def mc_value_label(score: float | None, *, threshold: float, value: int | None = None) -> int | None:
+    """The Monte Carlo value label: +1 when mc_i > threshold, else -1; None without an estimate.
+
+    A run that stops sampling early (adaptive, first-error search) has no mc_i, only the value
+    label it stored: +1 when some completion reached the answer, which is mc_i > 0. It stands
+    for VisualPRM's threshold 0 only; under another threshold such a step has no label.
+    """
+    if score is not None:
+        return 1 if score > threshold else -1
+    if value is not None and threshold == 0:
+        return value
+    return None
 
 
 def machine_labels(
-    *, mc_scores: Sequence[float | None], imported: Sequence[int | None], policy: MergePolicy
+    *,
+    mc_scores: Sequence[float | None],
+    imported: Sequence[int | None],
+    policy: MergePolicy,
+    mc_values: Sequence[int | None] | None = None,
 ) -> list[int | None]:
     """Per step of one solution: the MC value or advantage label (+1/0/-1), else the imported one.
 
+    `mc_values` are the value labels stored by runs without mc_i (see mc_value_label).
     Advantage: sign(mc_i - mc_{i-1}) within the tolerance; the first step, having no predecessor,
-    takes its value label; a step whose predecessor has no MC estimate gets none.
+    takes its value label; a step whose predecessor has no mc_i gets none, and so does a step
+    without one.
     """
+    values = mc_values if mc_values is not None else [None] * len(mc_scores)
     labels: list[int | None] = []
     for index, score in enumerate(mc_scores):
         if score is None:
-            labels.append(imported[index])
+            early = mc_value_label(None, threshold=policy.mc_threshold, value=values[index])
+            if early is not None and (policy.mc_label == "value" or index == 0):
+                labels.append(early)
+            elif early is not None:
+                labels.append(None)
+            else:
+                labels.append(imported[index])
             continue
         if policy.mc_label == "value" or index == 0:
             labels.append(mc_value_label(score, threshold=policy.mc_threshold))
@@ -164,10 +184,11 @@ def solution_labels(
     mc_scores: Sequence[float | None],
     imported: Sequence[int | None],
     policy: MergePolicy,
+    mc_values: Sequence[int | None] | None = None,
     judge: Sequence[int | None] | None = None,
 ) -> list[MergedLabel]:
     """The merged label of every step of one solution (per-step inputs in step order)."""
-    machine = machine_labels(mc_scores=mc_scores, imported=imported, policy=policy)
+    machine = machine_labels(mc_scores=mc_scores, imported=imported, policy=policy, mc_values=mc_values)
     judged = list(judge) if judge is not None else [None] * len(machine)
     return [
         merged_label(gold=g, human=h, machine=m, judge=j, policy=policy)
