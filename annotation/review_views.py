@@ -45,6 +45,7 @@ def review_solution(request: HttpRequest, project_id: int, solution_id: int) -> 
             "images": list(solution.item.item_images.select_related("image").order_by("position")),
             "names": names,
             "rows": rows,
+            "has_judge": any(row["judge"] for row in rows),
         },
     )
 
@@ -62,4 +63,7 @@ def review_set_gold(request: HttpRequest, project_id: int, solution_id: int, ste
         return redirect("review-solution", project_id=project.id, solution_id=solution_id)
     names, rows = review_rows(solution=step.solution)
     row = next(r for r in rows if r["step"].id == step.id)
-    return render(request, "annotation/review.html#review-row", {"row": row, "project": project, "solution": step.solution, "names": names})
+    return render(request, "annotation/review.html#review-row", {
+        "row": row, "project": project, "solution": step.solution, "names": names,
+        "has_judge": any(r["judge"] for r in rows),
+    })

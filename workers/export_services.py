@@ -15,7 +15,8 @@ from annotation.services.dataset_export import EXPORT_FORMATS, ExportRefused, ex
 from workers.models import Job
 from workers.services import job_create
 
-EXPORT_FLAGS = ("only_adjudicated", "only_agreed", "complete_only")
+# The merged labels' judge settings are flags too: use_judge (the judge after MC), mc_judge_consensus.
+EXPORT_FLAGS = ("only_adjudicated", "only_agreed", "complete_only", "use_judge", "mc_judge_consensus")
 
 
 def export_job_start(

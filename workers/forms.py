@@ -15,8 +15,11 @@ from annotation.models import Item, Project
 from annotation.selectors import LABEL_SOURCES
 from annotation.services.dataset_export import EXPORT_FORMATS
 from prm.core import mc
+from prm.core.judge import prompt_problems
+from workers.export_services import EXPORT_FLAGS
 from workers.generation.base import BACKENDS
 from workers.generation.openai_backend import generation_servers
+from workers.judge_services import JUDGE_MAX_TOKENS, project_judge_prompt
 from workers.prelabel_services import live_prm_version, no_live_prm_message
 from workers.selection import (
     SELECTION_KINDS,
@@ -254,10 +257,14 @@ class ExportJobForm(GroupedForm):
     mc_threshold = forms.FloatField(initial=0.0, min_value=0.0, max_value=1.0, label="MC threshold")
     advantage_tolerance = forms.FloatField(initial=0.0, min_value=0.0, label="Advantage tolerance")
     consensus_filter = forms.BooleanField(required=False, label="consensus filter (no label where machine and human disagree)")
+    use_judge = forms.BooleanField(required=False, label="judge after MC (the LLM judge's verdict where no gold, human or MC label)")
+    mc_judge_consensus = forms.BooleanField(required=False, label="MC–judge consensus (a machine-labelled step only where MC and the judge agree)")
+    judge_source = forms.CharField(required=False, max_length=100, label="Judge model (labels: judge or merged; blank: any)")
     groups = (
         ("File", ("format", "file_format", "neutral", "images_zip")),
         ("Which solutions and labels", ("label_source", "complete_only", "only_agreed", "only_adjudicated", "since", "until")),
-        ("Merge policy (labels: merged)", ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter")),
+        ("Merge policy (labels: merged)", ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter",
+                                           "use_judge", "mc_judge_consensus", "judge_source")),
     )
 
     def __init__(self, *args, **kwargs):
@@ -273,12 +280,46 @@ class ExportJobForm(GroupedForm):
     def start_kwargs(self) -> dict:
         data = self.cleaned_data
         filters = {name: data[name] for name in ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter")}
-        for name in ("since", "until"):
+        for name in ("since", "until", "judge_source"):
             if data.get(name):
                 filters[name] = data[name]
         return {
             "format_name": data["format"], "label_source": data["label_source"],
-            "flags": {flag for flag in ("complete_only", "only_agreed", "only_adjudicated") if data.get(flag)},
+            "flags": {flag for flag in EXPORT_FLAGS if data.get(flag)},
             "filters": filters, "neutral": data["neutral"], "file_format": data.get("file_format") or None,
             "images_zip": data.get("images_zip", False),
         }
+
+
+class JudgeJobForm(SelectionForm):
+    """An LLM judge (one of the operator's servers) labels every step +1/0/-1 with a reason."""
+
+    server = forms.ChoiceField(choices=[], label="Judge server")
+    prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90}),
+        label="Prompt ({question}, {steps}, {num_steps} are filled in)",
+    )
+    save_prompt = forms.BooleanField(required=False, initial=False, label="Keep as the project's judge prompt")
+    temperature = forms.FloatField(min_value=0, max_value=2, initial=0.0)
+    max_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=JUDGE_MAX_TOKENS, label="Max tokens per reply")
+    groups = (SELECTION_GROUP, ("Judge", ("server", "temperature", "max_tokens")), ("Prompt", ("prompt", "save_prompt")))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["server"].choices = [
+            (name, f"{name} ({entry['model']})") for name, entry in sorted(generation_servers().items())
+        ]
+        self.fields["prompt"].initial = project_judge_prompt(self.project)
+
+    def clean_server(self):
+        server = self.cleaned_data["server"]
+        if server not in generation_servers():
+            raise forms.ValidationError("Choose one of the servers the operator listed (STEPMARK_GENERATION_SERVERS).")
+        return server
+
+    def clean_prompt(self):
+        prompt = self.cleaned_data["prompt"].strip()
+        problems = prompt_problems(prompt)
+        if problems:
+            raise forms.ValidationError("; ".join(problems).capitalize() + ".")
+        return prompt

@@ -16,6 +16,7 @@ class Job(models.Model):
         TRAIN = "train", "Train a PRM"
         EVALUATE = "evaluate", "Evaluate a PRM"
         IMPORT = "import", "Import a dataset"
+        JUDGE = "judge", "LLM judge labels"
 
     class Status(models.TextChoices):
         QUEUED = "queued"

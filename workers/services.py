@@ -20,6 +20,7 @@ GPU_KINDS = {Job.Kind.SAMPLE_SOLUTIONS, Job.Kind.MC_LABEL, Job.Kind.PRM_PRELABEL
 # A running chunk whose claim is older than this is presumed dead (worker killed) and may be claimed again.
 CHUNK_LEASE = timedelta(minutes=10)
 ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+COUNTS_LIST_LIMIT = 100  # entries a job's counts keep of a list value (the numbers stay complete)
 
 
 def chunk_lease() -> timedelta:
@@ -183,7 +184,10 @@ def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_alread
     job = Job.objects.select_for_update().get(pk=chunk.job_id)
     merged = dict(job.counts)
     for key, value in (counts or {}).items():
-        merged[key] = merged.get(key, 0) + value if isinstance(value, int | float) else value
+        if isinstance(value, list):  # named examples (skipped solutions): kept from every chunk, a few
+            merged[key] = (list(merged.get(key) or []) + value)[:COUNTS_LIST_LIMIT]
+        else:
+            merged[key] = merged.get(key, 0) + value if isinstance(value, int | float) else value
     job.counts = merged
     job.progress_done = F("progress_done") + max(0, chunk.size - progress_already_reported)
     job.save(update_fields=["counts", "progress_done"])

@@ -13,6 +13,7 @@ urlpatterns = [
     path("projects/<id:project_id>/jobs/sample/", views.sample_job_start_view, name="sample-job-start"),
     path("projects/<id:project_id>/jobs/mc/", views.mc_job_start_view, name="mc-job-start"),
     path("projects/<id:project_id>/jobs/prelabel/", views.prelabel_job_start_view, name="prelabel-job-start"),
+    path("projects/<id:project_id>/jobs/judge/", views.judge_job_start_view, name="judge-job-start"),
     path("projects/<id:project_id>/jobs/priority/", views.priority_refresh_view, name="priority-refresh"),
     path("projects/<id:project_id>/jobs/<id:job_id>/", views.job_row, name="job-row"),
     path("projects/<id:project_id>/jobs/<id:job_id>/cancel/", views.job_cancel_view, name="job-cancel"),

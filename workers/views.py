@@ -11,14 +11,16 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import project_for_admin
 from workers.export_services import export_job_start
-from workers.forms import ExportJobForm, MCJobForm, PrelabelJobForm, SampleJobForm
+from workers.forms import ExportJobForm, JudgeJobForm, MCJobForm, PrelabelJobForm, SampleJobForm
+from workers.generation.openai_backend import generation_servers
+from workers.judge_services import judge_job_start, judge_prompt_save
 from workers.mc_services import mc_job_start, sample_job_start
 from workers.models import Job
 from workers.prelabel_services import live_prm_version, prelabel_job_start, priority_refresh
 from workers.selectors import project_job, project_jobs
 from workers.services import job_cancel, job_requeue
 
-JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm}
+JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm, "judge": JudgeJobForm}
 
 
 def _render_jobs(request: HttpRequest, project, *, bound=None, export_form=None, status: int = 200) -> HttpResponse:
@@ -32,6 +34,7 @@ def _render_jobs(request: HttpRequest, project, *, bound=None, export_form=None,
         "export_form": export_form or ExportJobForm(),
         "forms": forms,
         "live_prm": live_prm_version(project=project),
+        "judge_servers": generation_servers(),
     }
     return render(request, "workers/jobs.html", context, status=status)
 
@@ -95,6 +98,21 @@ def prelabel_job_start_view(request: HttpRequest, project_id: int) -> HttpRespon
         return prelabel_job_start(project=project, solution_ids=form.selected_ids, user=request.user)
 
     return _start_from_form(request, project_id, "prelabel", start)
+
+
+@require_POST
+@login_required
+def judge_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    def start(form, project):
+        data = form.cleaned_data
+        if data["save_prompt"]:
+            judge_prompt_save(project=project, prompt=data["prompt"])
+        return judge_job_start(
+            project=project, server=data["server"], solution_ids=form.selected_ids, prompt=data["prompt"],
+            temperature=data["temperature"], max_tokens=data["max_tokens"], user=request.user,
+        )
+
+    return _start_from_form(request, project_id, "judge", start)
 
 
 @require_POST
