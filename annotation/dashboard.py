@@ -1,7 +1,8 @@
 """Numbers for a project's dashboard: progress, pace, agreement among humans and with machines.
 
-Everything comes from six queries whatever the project's size (labels are read once and grouped
-here), so the page never issues a query per step or per annotator.
+Everything comes from seven queries (eight once an LLM judge labelled steps) whatever the project's
+size (labels are read once and grouped here), so the page never issues a query per step or per
+annotator.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Dashboard:
     kappa: dict[tuple[str, str], PairAgreement]
     machine: list[ReferenceAgreement]
     machine_by_annotator: dict[str, list[ReferenceAgreement]]
+    # The LLM judge against the other machine labels, over every step both labelled (no human needed).
+    judge_vs_machines: list[ReferenceAgreement] = field(default_factory=list)
     distribution: dict[str, Counter] = field(default_factory=dict)  # data source -> {1: n, 0: n, -1: n}
     # (category, incorrect labels carrying it), the project's list in order, then any no longer in
     # it, then "(none given)"; empty where the project uses no error categories and none are stored.
@@ -94,7 +97,7 @@ class Dashboard:
         return self.steps_total - self.steps_labelled
 
 
-REFERENCES = ("MC", "PRM", "Gold")
+REFERENCES = ("MC", "PRM", "Judge", "Gold")
 
 
 def project_dashboard(*, project: Project) -> Dashboard:
@@ -126,6 +129,12 @@ def project_dashboard(*, project: Project) -> Dashboard:
     gold = dict(
         GoldLabel.objects.filter(labelled_step, step__solution__item__project=project).values_list("step_id", "value")
     )
+    # Judge verdicts of every step (the judge is compared with MC and PRM on unlabelled steps too).
+    judge = dict(
+        AutoLabel.objects.filter(step__solution__item__project=project, kind=AutoLabel.Kind.JUDGE)
+        .order_by("id")
+        .values_list("step_id", "value")
+    )
 
     # Progress.
     per_solution = Counter(solution_id for _, solution_id, _, is_gold in submitted if not is_gold)
@@ -141,7 +150,7 @@ def project_dashboard(*, project: Project) -> Dashboard:
 
     days, per_day = _labels_per_day(labels, annotators)
     multi = {step_id: by_annotator for step_id, by_annotator in units.items() if len(by_annotator) >= 2}
-    machine, by_annotator = _machine_agreement(units, machine_scores, gold, annotators)
+    machine, by_annotator = _machine_agreement(units, machine_scores, gold, judge, annotators)
     return Dashboard(
         overlap=project.overlap,
         solutions_total=totals["solutions"],
@@ -159,6 +168,7 @@ def project_dashboard(*, project: Project) -> Dashboard:
         kappa=pairwise_agreement(multi),
         machine=machine,
         machine_by_annotator=by_annotator,
+        judge_vs_machines=_judge_vs_machines(project, judge),
         distribution=dict(sorted(distribution.items())),
         error_categories=_error_category_counts(project),
     )
@@ -208,14 +218,40 @@ def _labels_per_day(labels, annotators: list[str]) -> tuple[list[date], dict[str
     return days, {name: [counts[name, day] for day in days] for name in annotators}
 
 
-def _machine_agreement(units, machine_scores, gold, annotators):
-    """Percent agreement and kappa of human labels with MC, PRM and gold labels of the same steps.
+def _judge_vs_machines(project: Project, judge: dict[int, int]) -> list[ReferenceAgreement]:
+    """The judge's +1/-1 verdicts against MC and PRM labels of the same steps (its neutral ones left out)."""
+    if not judge:
+        return []
+    scores: dict[str, dict[int, float]] = {AutoLabel.Kind.MC: {}, AutoLabel.Kind.PRM: {}}
+    for step_id, kind, score in (
+        AutoLabel.objects.filter(step__solution__item__project=project, kind__in=list(scores), score__isnull=False)
+        .order_by("id")
+        .values_list("step_id", "kind", "score")
+    ):
+        scores[kind][step_id] = score
+    rows = []
+    for name, kind, threshold in (("MC", AutoLabel.Kind.MC, MC_THRESHOLD), ("PRM", AutoLabel.Kind.PRM, PRM_THRESHOLD)):
+        pairs = [
+            (value, binary_label(scores[kind][step_id], threshold=threshold))
+            for step_id, value in judge.items()
+            if value != 0 and step_id in scores[kind]
+        ]
+        rows.append(ReferenceAgreement(
+            reference=name, annotator="Judge", pairs=len(pairs), percent=percent_agreement(pairs), kappa=cohen_kappa(pairs)
+        ))
+    return rows
 
-    Machines have no neutral, so neutral human labels are left out of the MC and PRM comparisons.
+
+def _machine_agreement(units, machine_scores, gold, judge, annotators):
+    """Percent agreement and kappa of human labels with MC, PRM, judge and gold labels of the same steps.
+
+    MC and PRM have no neutral, so neutral human labels are left out of those comparisons; the
+    judge and gold have one, so every human label is compared with them.
     """
     references = {
         "MC": {s: binary_label(v, threshold=MC_THRESHOLD) for s, v in machine_scores[AutoLabel.Kind.MC].items()},
         "PRM": {s: binary_label(v, threshold=PRM_THRESHOLD) for s, v in machine_scores[AutoLabel.Kind.PRM].items()},
+        "Judge": judge,
         "Gold": gold,
     }
     pairs: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
@@ -224,7 +260,7 @@ def _machine_agreement(units, machine_scores, gold, annotators):
             if step_id not in values:
                 continue
             for username, value in by_annotator.items():
-                if value == 0 and reference != "Gold":
+                if value == 0 and reference in ("MC", "PRM"):
                     continue
                 pairs[reference, username].append((value, values[step_id]))
 

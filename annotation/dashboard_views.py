@@ -11,7 +11,7 @@ from annotation import charts
 from annotation.access import can_administer, project_for_reviewer
 from annotation.dashboard import REFERENCES, Dashboard, project_dashboard
 
-REFERENCE_COLORS = {"MC": "#0072b2", "PRM": "#e69f00", "Gold": "#009e73"}
+REFERENCE_COLORS = {"MC": "#0072b2", "PRM": "#e69f00", "Judge": "#cc79a7", "Gold": "#009e73"}
 PROGRESS_COLORS = ("#1f8a4c", "#9fd3b2", "#e3e6eb")
 
 
@@ -53,7 +53,7 @@ def _charts(data: Dashboard) -> dict[str, str]:
             width=1000,
         ),
         "machine": charts.bar_chart(
-            title="Agreement of human labels with MC, PRM and gold labels",
+            title="Agreement of human labels with MC, PRM, judge and gold labels",
             categories=["All annotators", *data.annotators],
             series=[
                 charts.Series(

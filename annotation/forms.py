@@ -33,7 +33,7 @@ class ProjectSettingsForm(forms.ModelForm):
             "overlap": "Annotators per solution (overlap)",
             "gold_rate": "Gold-check rate",
             "max_steps": "Max steps per solution",
-            "show_machine_labels": "Annotators see machine hints (MC and PRM scores)",
+            "show_machine_labels": "Annotators see machine hints (MC and PRM scores, judge verdicts)",
             "show_reference_answer": "Annotators see the reference answer",
         }
         help_texts = {

@@ -13,7 +13,7 @@ from annotation.models import Assignment, AutoLabel, Item, ItemImage, Project, S
 from annotation.services.statements import labelling_screen_statement
 from stepmark import rows
 
-HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM)
+HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM, AutoLabel.Kind.JUDGE)
 
 
 @dataclass(frozen=True)
@@ -52,26 +52,35 @@ def labelling_screen(*, user, project: Project, solution: Solution) -> Labelling
 
 
 def hints_entry(
-    entry: dict, *, kind: str, source: str, score: float | None, right: int | None, total: int | None
+    entry: dict, *, kind: str, source: str, score: float | None, right: int | None, total: int | None,
+    value: int | None = None, reason: str = "",
 ) -> None:
-    """Add one machine label to a step's hints: the MC estimate with its counts, or the PRM score.
+    """Add one machine label to a step's hints: the MC estimate with its counts, the PRM score, or
+    the LLM judge's verdict with its reason.
 
     The same shape as statements._HINTS builds in SQL for the save and the screen."""
     if kind == AutoLabel.Kind.MC:
         entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
     elif kind == AutoLabel.Kind.PRM:
         entry["prm"] = {"score": score, "source": source}
+    elif kind == AutoLabel.Kind.JUDGE:
+        entry["judge"] = {"value": value, "reason": reason, "source": source}
+
+
+HINT_FIELDS = ("kind", "source", "score", "num_correct", "num_total", "value", "reason")
 
 
 def step_hints(step_ids: list[int]) -> dict[int, dict]:
-    """Machine hints per step: the MC estimate with its counts and the PRM score (the latest of each kind)."""
+    """Machine hints per step: the MC estimate with its counts, the PRM score and the judge's verdict
+    (the latest of each kind)."""
     hints: dict[int, dict] = {}
-    for step_id, kind, source, score, right, total in (
+    for step_id, kind, source, score, right, total, value, reason in (
         AutoLabel.objects.filter(step_id__in=step_ids, kind__in=HINT_KINDS)
         .order_by("id")
-        .values_list("step_id", "kind", "source", "score", "num_correct", "num_total")
+        .values_list("step_id", *HINT_FIELDS)
     ):
-        hints_entry(hints.setdefault(step_id, {}), kind=kind, source=source, score=score, right=right, total=total)
+        hints_entry(hints.setdefault(step_id, {}), kind=kind, source=source, score=score, right=right, total=total,
+                    value=value, reason=reason)
     return hints
 
 

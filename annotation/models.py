@@ -54,6 +54,12 @@ class Project(models.Model):
     )
     show_reference_answer = models.BooleanField(default=True)
     label_mode = models.CharField(max_length=20, choices=LabelMode.choices, default=LabelMode.ALL_STEPS)
+    judge_prompt = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The LLM judge's prompt ({question}, {steps}, {num_steps} are filled in); empty: the default.",
+    )
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of queue items that are hidden quality checks with adjudicated gold labels (0-1)."
     )
@@ -399,7 +405,8 @@ class AutoLabel(models.Model):
     Adaptive and first-error runs stop sampling on what they see (1/1 after one lucky draw), so
     they keep their counts but no score: only their value label (+1 any completion right, else -1).
     `prm`: `score` = P(+) of a PRM version. `imported`: a discrete `value` (-1/0/+1) taken from a
-    dataset whose counts are unknown.
+    dataset whose counts are unknown. `judge`: an LLM judge's `value` (-1/0/+1) with its one-sentence
+    `reason`; `source` is the judge model, `prompt_version` the hash of the prompt it was given.
     """
 
     class Estimate(models.TextChoices):
@@ -413,6 +420,7 @@ class AutoLabel(models.Model):
         MC = "mc", "Monte Carlo"
         PRM = "prm", "PRM score"
         IMPORTED = "imported", "Imported label"
+        JUDGE = "judge", "LLM judge"
 
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="auto_labels")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -423,6 +431,10 @@ class AutoLabel(models.Model):
     num_total = models.PositiveIntegerField(null=True, blank=True)
     # db_default too: bulk writers (COPY) that name their columns need not know this one.
     estimate = models.CharField(max_length=20, choices=Estimate.choices, default="", db_default="", blank=True)
+    reason = models.TextField(blank=True, default="", db_default="", help_text="A judge's reason for its verdict.")
+    prompt_version = models.CharField(
+        max_length=20, blank=True, default="", db_default="", help_text="A judge's prompt hash (prm.core.judge)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     # MC labels from a stopping rule: their counts are no estimate of mc_i and they carry no score
@@ -436,7 +448,7 @@ class AutoLabel(models.Model):
                 condition=~Q(estimate__in=["adaptive", "first_error"]) | Q(score__isnull=True),
                 name="autolabel_stopped_estimates_have_no_score",
             ),
-            models.CheckConstraint(condition=Q(kind__in=["mc", "prm", "imported"]), name="autolabel_kind_valid"),
+            models.CheckConstraint(condition=Q(kind__in=["mc", "prm", "imported", "judge"]), name="autolabel_kind_valid"),
             models.CheckConstraint(
                 condition=Q(value__isnull=True) | Q(value__in=LABEL_VALUES), name="autolabel_value_valid"
             ),

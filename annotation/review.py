@@ -68,10 +68,11 @@ def review_queue(*, project: Project, include_adjudicated: bool = False) -> list
     ):
         humans[solution_id][step_id].append(value)
     machine: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for step_id, kind, score in AutoLabel.objects.filter(
-        step__solution_id__in=solution_ids, kind__in=[AutoLabel.Kind.MC, AutoLabel.Kind.PRM]
-    ).values_list("step_id", "kind", "score"):
-        value = _machine_value(kind, score)
+    for step_id, kind, score, verdict in AutoLabel.objects.filter(
+        step__solution_id__in=solution_ids, kind__in=[AutoLabel.Kind.MC, AutoLabel.Kind.PRM, AutoLabel.Kind.JUDGE]
+    ).values_list("step_id", "kind", "score", "value"):
+        # A judge's neutral verdict is compared with nothing, as a human's neutral label.
+        value = (verdict or None) if kind == AutoLabel.Kind.JUDGE else _machine_value(kind, score)
         if value is not None:
             machine[step_id].append((kind, value))
     adjudicated = set(
@@ -114,7 +115,8 @@ def review_queue(*, project: Project, include_adjudicated: bool = False) -> list
 
 
 def review_rows(*, solution: Solution) -> tuple[list[str], list[dict]]:
-    """(annotator names, one row per step with each annotator's label, machine scores, gold, history)."""
+    """(annotator names, one row per step with each annotator's label, machine scores, the judge's
+    verdict and reason, gold, history)."""
     steps = list(Step.objects.filter(solution=solution).order_by("index"))
     labels = list(
         HumanLabel.objects.filter(step__in=steps).select_related("annotator").order_by("annotator__username")
@@ -128,10 +130,14 @@ def review_rows(*, solution: Solution) -> tuple[list[str], list[dict]]:
             note = f": {label.error_note}" if label.error_note else ""
             categories[label.step_id][label.annotator.get_username()] = label.error_category + note
     autos: dict[int, dict] = defaultdict(dict)
-    for step_id, kind, score, right, total in AutoLabel.objects.filter(step__in=steps).values_list(
-        "step_id", "kind", "score", "num_correct", "num_total"
+    for step_id, kind, source, score, right, total, value, reason in (
+        AutoLabel.objects.filter(step__in=steps)
+        .order_by("id")
+        .values_list("step_id", "kind", "source", "score", "num_correct", "num_total", "value", "reason")
     ):
-        autos[step_id][kind] = {"score": score, "right": right, "total": total}
+        autos[step_id][kind] = {
+            "score": score, "right": right, "total": total, "value": value, "reason": reason, "source": source
+        }
     gold = {g.step_id: g for g in GoldLabel.objects.filter(step__in=steps)}
     history: dict[int, list[LabelChange]] = defaultdict(list)
     for change in LabelChange.objects.filter(step__in=steps).select_related("changed_by", "annotator"):
@@ -147,6 +153,7 @@ def review_rows(*, solution: Solution) -> tuple[list[str], list[dict]]:
                 "cells": [(by_step[step.id].get(name), categories[step.id].get(name, "")) for name in names],
                 "mc": autos[step.id].get("mc"),
                 "prm": autos[step.id].get("prm"),
+                "judge": autos[step.id].get("judge"),
                 "gold": gold.get(step.id),
                 "history": history.get(step.id, []),
             }

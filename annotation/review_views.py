@@ -95,6 +95,7 @@ def review_solution(request: HttpRequest, project_id: int, solution_id: int) -> 
             if neighbours.next_disputed_id is None
             else reverse("review-solution", kwargs={"project_id": project.id, "solution_id": neighbours.next_disputed_id}),
             "list_url": f"{list_url}?{query}" if query else list_url,
+            "has_judge": any(row["judge"] for row in rows),
         },
     )
 
@@ -112,4 +113,7 @@ def review_set_gold(request: HttpRequest, project_id: int, solution_id: int, ste
         return redirect("review-solution", project_id=project.id, solution_id=solution_id)
     names, rows = review_rows(solution=step.solution)
     row = next(r for r in rows if r["step"].id == step.id)
-    return render(request, "annotation/review.html#review-row", {"row": row, "project": project, "solution": step.solution, "names": names})
+    return render(request, "annotation/review.html#review-row", {
+        "row": row, "project": project, "solution": step.solution, "names": names,
+        "has_judge": any(r["judge"] for r in rows),
+    })

@@ -16,7 +16,16 @@ from annotation.formats.records import ExportRecord, ExportStep
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item, ItemImage, Project, Solution, Step
 from prm.core.merge import MergePolicy, human_majority, mc_value_label, solution_labels
 
-LABEL_SOURCES = ("merged", "gold", "human", "mc", "auto", "prm", "none")
+LABEL_SOURCES = ("merged", "gold", "human", "mc", "auto", "prm", "judge", "none")
+
+
+def judge_values(*conditions: Q, source: str = "", **filters) -> dict[int, int]:
+    """step id -> the LLM judge's verdict (+1/0/-1) for the steps `conditions`/`filters` select: the
+    labels of judge `source`, or ("") each step's newest judge label."""
+    labels = AutoLabel.objects.filter(*conditions, kind=AutoLabel.Kind.JUDGE, value__isnull=False, **filters)
+    if source:
+        labels = labels.filter(source=source)
+    return dict(labels.order_by("id").values_list("step_id", "value"))
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,8 @@ class ExportFilters:
     value or advantage label > imported auto label, with the consensus filter and neutral "skip"
     of `merge_policy`), gold (adjudicated or imported human gold), human (majority of live
     annotators), mc (value label mc > mc_threshold), auto (imported machine labels), prm
-    (score > prm_threshold), none (steps only). Merged labels keep neutral as 0; the binary
+    (score > prm_threshold), judge (an LLM judge's verdicts, of `judge_source` or each step's
+    newest), none (steps only). Merged labels keep neutral as 0; the binary
     "+"/"-" a PRM trains on is prm.core.merge.training_label of it.
     """
 
@@ -46,6 +56,10 @@ class ExportFilters:
     advantage_tolerance: float = 0.0
     neutral: Literal["positive", "negative", "skip"] = "positive"
     consensus_filter: bool = False
+    use_judge: bool = False
+    judge_first: bool = False
+    judge_source: str = ""
+    mc_judge_consensus: bool = False
 
     def __post_init__(self):
         if self.label_source not in LABEL_SOURCES:
@@ -57,7 +71,8 @@ class ExportFilters:
         return MergePolicy(
             use_gold=True, use_human=True, use_machine=True, only_agreed=self.only_agreed,
             mc_label=self.mc_label, mc_threshold=self.mc_threshold, advantage_tolerance=self.advantage_tolerance,
-            neutral=self.neutral, consensus_filter=self.consensus_filter,
+            neutral=self.neutral, consensus_filter=self.consensus_filter, use_judge=self.use_judge,
+            judge_first=self.judge_first, judge_source=self.judge_source, mc_judge_consensus=self.mc_judge_consensus,
         )
 
     @classmethod
@@ -68,7 +83,8 @@ class ExportFilters:
         return cls(
             label_source="merged", only_agreed=policy.only_agreed, mc_threshold=policy.mc_threshold,
             mc_label=policy.mc_label, advantage_tolerance=policy.advantage_tolerance, neutral=policy.neutral,
-            consensus_filter=policy.consensus_filter, **filters,
+            consensus_filter=policy.consensus_filter, use_judge=policy.use_judge, judge_first=policy.judge_first,
+            judge_source=policy.judge_source, mc_judge_consensus=policy.mc_judge_consensus, **filters,
         )
 
 
@@ -223,15 +239,19 @@ class _StepLabels:
         self.mc: dict[int, tuple[float, int | None, int | None]] = {}
         self.auto: dict[int, int] = {}
         self.prm: dict[int, float] = {}
+        self.judge: dict[int, int] = {}
         if source == "none":
             return
         # MC counts travel with every export that has them (the Raw format needs them).
-        for step_id, score, right, total in _plain_rows(
-            AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.MC).values_list(
-                "step_id", "score", "num_correct", "num_total"
+        self.mc_value: dict[int, int] = {}  # the value label of a run without mc_i (adaptive, first-error)
+        for step_id, score, right, total, value in _plain_rows(
+            AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.MC).order_by("id").values_list(
+                "step_id", "score", "num_correct", "num_total", "value"
             )
         ):
             self.mc[step_id] = (score, right, total)
+            if score is None and value is not None:
+                self.mc_value[step_id] = value
         if source in ("merged", "gold"):
             gold = GoldLabel.objects.filter(in_chunk)
             if filters.only_adjudicated:
@@ -256,6 +276,8 @@ class _StepLabels:
                 .exclude(value__isnull=True)
                 .values_list("step_id", "value")
             )
+        if source == "judge" or (source == "merged" and (self.policy.use_judge or self.policy.mc_judge_consensus)):
+            self.judge = judge_values(in_chunk, source=filters.judge_source)
         if source == "prm":
             prm = AutoLabel.objects.filter(in_chunk, kind=AutoLabel.Kind.PRM)
             if filters.prm_source:
@@ -272,6 +294,7 @@ class _StepLabels:
             merged = solution_labels(
                 gold=[self.gold.get(s) for s in step_ids], human=[self.human.get(s) for s in step_ids],
                 mc_scores=[self._mc_score(s) for s in step_ids], imported=[self.auto.get(s) for s in step_ids],
+                mc_values=[self.mc_value.get(s) for s in step_ids], judge=[self.judge.get(s) for s in step_ids],
                 policy=self.policy,
             )
             return [label.value for label in merged]
@@ -280,9 +303,14 @@ class _StepLabels:
         if source == "human":
             return [self.human.get(s) for s in step_ids]
         if source == "mc":
-            return [mc_value_label(self._mc_score(s), threshold=self.filters.mc_threshold) for s in step_ids]
+            return [
+                mc_value_label(self._mc_score(s), threshold=self.filters.mc_threshold, value=self.mc_value.get(s))
+                for s in step_ids
+            ]
         if source == "auto":
             return [self.auto.get(s) for s in step_ids]
+        if source == "judge":
+            return [self.judge.get(s) for s in step_ids]
         if source == "prm":
             scores = [self.prm.get(s) for s in step_ids]
             return [None if score is None else (1 if score > self.filters.prm_threshold else -1) for score in scores]
@@ -297,7 +325,7 @@ class _StepLabels:
             result = []
             for step_id, index, text in rows:
                 score, right, total = self.mc.get(step_id, no_label)
-                label = mc_value_label(score, threshold=threshold)
+                label = mc_value_label(score, threshold=threshold, value=self.mc_value.get(step_id))
                 result.append(ExportStep(index, text, label, score, right, total))  # positional: fields in declared order
             return result
         labels = self.labels([step_id for step_id, _, _ in rows])

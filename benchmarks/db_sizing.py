@@ -11,6 +11,7 @@ table's total on disk (heap + TOAST + indexes) divided by its rows.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -26,6 +27,10 @@ STEPS_PER_SOLUTION = 5.6
 
 
 def main() -> None:
+    # Migrates and writes a project named "sizing" into the database DATABASE_URL names: say so first.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    if not os.environ.get("DATABASE_URL"):
+        sys.exit("db_sizing.py: set DATABASE_URL to the PostgreSQL database to measure in (it is migrated and written to)")
     import django
 
     django.setup()

@@ -1,7 +1,8 @@
 """REST endpoints of the PRM: score a solution, rank responses, list versions, promote and roll back.
 
-Members of a project may score with its PRM and see its versions; only its admins may change the
-live version; anyone else is told the project does not exist (404).
+Reviewers and admins of a project may score and rank with its PRM (annotators get 403: scores are
+machine hints they see only where the project shows them); members see its versions; only its
+admins may change the live version; anyone else is told the project does not exist (404).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.access import project_for_admin, project_for_member
+from annotation.access import project_for_admin, project_for_member, project_for_reviewer
 from annotation.models import Item
 from prm.core.metrics import AGGREGATIONS
 from prm.inference import (
@@ -106,7 +107,7 @@ def _prepare(request, serializer_class):
     form = serializer_class(data=request.data)
     form.is_valid(raise_exception=True)
     data = form.validated_data
-    project = project_for_member(request.user, data["project"])
+    project = project_for_reviewer(request.user, data["project"])
     version = version_for(project=project, name=data.get("version"))
     images = request_images(project=project, images=data.get("image") or (), item_id=data.get("item"))
     question = data.get("question") or Item.objects.get(project=project, pk=data["item"]).question

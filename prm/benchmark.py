@@ -9,6 +9,9 @@ Solutions whose conversation is longer than the model's context are listed in th
   the best pooled threshold (`best`), AUROC, a bootstrap 95% interval of macro F1 (prm.core.metrics);
 - `first_error`: ProcessBench's first-error F1 per subset (data source) and their average;
 - `reference`: the paper's VisualProcessBench macro F1 figures, to read beside.
+
+An LLM judge's stored labels get the same report (`judge_benchmark_evaluate`), so a team compares
+its judge and its PRM on equal terms.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from annotation.models import GoldLabel, Item, ItemImage, Project, Solution, Step
+from django.db.models import Count
+
+from annotation.models import AutoLabel, GoldLabel, Item, ItemImage, Project, Solution, Step
+from annotation.selectors import judge_values
 from prm.core.metrics import ScoredSolution, processbench_f1, step_benchmark_report
 from prm.evaluation import first_error_summary, gold_values, item_images
 from prm.models import Evaluation, PRMVersion
@@ -149,6 +155,80 @@ def benchmark_evaluate(
     return report
 
 
+# A judge's verdict read as a score, so the PRM's metrics apply unchanged (a step is predicted
+# correct when its score > 0.5). Neutral counts as correct: it names no error, as the PRM's "+".
+JUDGE_SCORES = {1: 1.0, 0: 0.75, -1: 0.0}
+
+
+def judge_sources(*, project: Project) -> list[tuple[str, int]]:
+    """(judge model, steps it labelled) of `project`, most steps first."""
+    return [
+        (row["source"], row["steps"])
+        for row in AutoLabel.objects.filter(step__solution__item__project=project, kind=AutoLabel.Kind.JUDGE)
+        .values("source").annotate(steps=Count("id")).order_by("-steps", "source")
+    ]
+
+
+def judge_benchmark_evaluate(
+    *, project: Project, source: str = "", resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """The benchmark report of an LLM judge's stored labels on `project`, in the PRM report's shape.
+
+    `source`: the judge model (default: the one that labelled most steps). A solution the judge did
+    not label in full (its reply was skipped) is counted in `unjudged` and not scored, as a PRM's
+    too-long solution is; neutral verdicts count as "correct" (JUDGE_SCORES).
+    """
+    if not source:
+        sources = judge_sources(project=project)
+        if not sources:
+            raise ValueError(f"project {project.name!r} has no judge labels: run a judge job first")
+        source = sources[0][0]
+    verdicts = judge_values(source=source, step__solution__item__project=project)
+    if not verdicts:
+        raise ValueError(f"project {project.name!r} has no labels of judge {source!r}")
+    steps: dict[int, list[int]] = defaultdict(list)
+    for step_id, solution_id in (
+        Step.objects.filter(solution__item__project=project).order_by("solution_id", "index").values_list("id", "solution_id")
+    ):
+        steps[solution_id].append(step_id)
+    items = benchmark_items(project=project)
+    scored: list[ScoredSolution] = []
+    unjudged: list[dict[str, Any]] = []
+    unjudged_count = 0
+    for item in items:
+        for solution in item.solutions:
+            values = [verdicts.get(step_id) for step_id in steps[solution.solution_id]]
+            if any(value is None for value in values):
+                unjudged_count += 1
+                if len(unjudged) < TOO_LONG_LISTED:
+                    unjudged.append({"item": item.external_id, "solution": solution.key, "data_source": item.data_source,
+                                     "steps": len(values)})
+                continue
+            scored.append(ScoredSolution(
+                gold=solution.gold, scores=[JUDGE_SCORES[v] for v in values], data_source=item.data_source
+            ))
+    versions = sorted(set(
+        AutoLabel.objects.filter(step__solution__item__project=project, kind=AutoLabel.Kind.JUDGE, source=source)
+        .values_list("prompt_version", flat=True)
+    ))
+    report: dict[str, Any] = {
+        "project": project.name,
+        "judge": {"source": source, "prompt_versions": versions},
+        "num_items": len(items),
+        "num_solutions": sum(len(item.solutions) for item in items),
+        "num_scored_solutions": len(scored),
+        "unjudged": {"count": unjudged_count, "solutions": unjudged},
+        "too_long": {"count": 0, "context_length": None, "solutions": []},
+        "reference_macro_f1_percent": PAPER_MACRO_F1,
+    }
+    if any(g in (1, -1) for s in scored for g in s.gold):
+        report.update(step_benchmark_report(scored, resamples=resamples, seed=seed))
+    else:
+        report.update({"overall": None, "per_source": {}})
+    report["first_error"] = first_error_summary(processbench_f1(scored))
+    return report
+
+
 def benchmark_record(*, version: PRMVersion, project: Project, report: dict[str, Any]) -> Evaluation:
     """Keep `version`'s report on the benchmark `project` (the page lists these)."""
     return Evaluation.objects.create(version=version, split=benchmark_split(project), metrics=report)
@@ -182,8 +262,10 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
     ours = _percent(overall["macro_f1"]) if overall else None
     comparison = [{"name": name, "macro_f1": value, "ours": False} for name, value in PAPER_MACRO_F1.items()]
     if ours is not None:
-        comparison.append({"name": f"This PRM ({(report.get('model') or {}).get('version') or 'model'})",
-                           "macro_f1": ours, "ours": True})
+        judge = report.get("judge")
+        name = (f"Judge {judge['source']}" if judge
+                else f"This PRM ({(report.get('model') or {}).get('version') or 'model'})")
+        comparison.append({"name": name, "macro_f1": ours, "ours": True})
     comparison.sort(key=lambda row: row["macro_f1"], reverse=True)
     first_error = report.get("first_error") or {}
     return {
@@ -196,4 +278,6 @@ def report_rows(report: dict[str, Any]) -> dict[str, Any]:
             for name, r in (first_error.get("per_subset") or {}).items()
         ],
         "too_long": report.get("too_long") or {"count": 0, "solutions": []},
+        "unjudged": report.get("unjudged") or {"count": 0, "solutions": []},
+        "judge": report.get("judge"),
     }

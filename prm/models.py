@@ -135,6 +135,16 @@ class PromotionDecision(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    @property
+    def action_text(self) -> str:
+        """The action as the page says it: "did not beat the live version" only when one was live."""
+        if self.previous_live_id is None:
+            if self.action == self.Action.KEPT_CANDIDATE:
+                return "Kept as a candidate (there was no live version to compare it with)"
+            if self.action == self.Action.PROMOTED:
+                return "Promoted: the first live version (better than chance)"
+        return self.get_action_display()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation import charts
 from annotation.access import can_administer, project_for_admin, project_for_member
@@ -46,11 +46,17 @@ def versions_page(request: HttpRequest, project_id: int) -> HttpResponse:
     })
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def version_promote_action(request: HttpRequest, project_id: int, version_id: int) -> HttpResponse:
+    """GET: what making this version live changes, and a button to confirm (no JavaScript needed); POST: do it."""
     project = project_for_admin(request.user, project_id)
     version = get_object_or_404(PRMVersion, pk=version_id, project=project)
+    if request.method == "GET":
+        live = PRMVersion.objects.filter(project=project, status=PRMVersion.Status.LIVE).first()
+        return render(request, "prm/version_promote.html", {
+            "project": project, "version": version, "live": live, "headline": HEADLINE_METRIC,
+        })
     try:
         decision = version_promote(version=version, user=request.user)
         messages.success(request, decision.reason)

@@ -1,7 +1,7 @@
 """The training set of a project: one conversation per solution, each step labelled by the merge policy.
 
 The labels come from prm.core.merge (the same resolver the merged export uses): gold > human
-majority > machine label. A step with no usable label stays in its conversation and carries no
+majority > machine label (and the LLM judge's, where the policy uses it). A step with no usable label stays in its conversation and carries no
 loss. The split is by ITEM (all solutions of a question on one side) and permanent: an item's side
 is recorded the first time a build sees it (prm.models.ItemSplit), so as the project grows no item
 moves from validation to train and no version is compared on an item another trained on.
@@ -18,9 +18,11 @@ from typing import Any
 
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from PIL import Image as PILImage
 
 from annotation.models import AutoLabel, GoldLabel, HumanLabel, Item, ItemImage, Project, Solution, Step
+from annotation.selectors import judge_values
 from annotation.steps import merge_steps
 from prm.core.merge import MergePolicy, human_majority, solution_labels, training_label
 from prm.models import ItemSplit
@@ -34,7 +36,7 @@ class TrainingExample:
     steps: list[str]
     labels: list[bool | None]  # per (merged) step: "+", "-" or no loss
     image_files: list[str]  # storage names, in position order
-    sources: list[str | None] = field(default_factory=list)  # per step: gold | human | machine | None
+    sources: list[str | None] = field(default_factory=list)  # per step: gold | human | machine | judge | None
 
 
 @dataclass
@@ -82,11 +84,19 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
     for step_id, value in HumanLabel.objects.filter(**in_project).values_list("step_id", "value"):
         votes[step_id].append(value)
     human = {step_id: human_majority(values, only_agreed=policy.only_agreed) for step_id, values in votes.items()}
-    mc = dict(
-        AutoLabel.objects.filter(kind=AutoLabel.Kind.MC, score__isnull=False, **in_project).values_list("step_id", "score")
-    )
+    mc: dict[int, tuple[float | None, int | None]] = {}  # mc_i, or the value label of an early-stopping run
+    for step_id, score, value in (
+        AutoLabel.objects.filter(Q(score__isnull=False) | Q(value__isnull=False), kind=AutoLabel.Kind.MC, **in_project)
+        .order_by("id")
+        .values_list("step_id", "score", "value")
+    ):
+        mc[step_id] = (score, value)
     imported = dict(
         AutoLabel.objects.filter(kind=AutoLabel.Kind.IMPORTED, value__isnull=False, **in_project).values_list("step_id", "value")
+    )
+    judge = (
+        judge_values(source=policy.judge_source, **in_project)
+        if policy.use_judge or policy.mc_judge_consensus else {}
     )
     images: dict[int, list[str]] = defaultdict(list)
     for item_id, name in ItemImage.objects.filter(item__project=project).order_by("item_id", "position").values_list("item_id", "image__file"):
@@ -101,7 +111,9 @@ def training_set_build(*, project: Project, policy: MergePolicy, max_steps_per_s
         step_ids = [step_id for step_id, _ in rows]
         merged = solution_labels(
             gold=[gold.get(s) for s in step_ids], human=[human.get(s) for s in step_ids],
-            mc_scores=[mc.get(s) for s in step_ids], imported=[imported.get(s) for s in step_ids], policy=policy,
+            mc_scores=[mc.get(s, (None, None))[0] for s in step_ids], imported=[imported.get(s) for s in step_ids],
+            mc_values=[mc.get(s, (None, None))[1] for s in step_ids], judge=[judge.get(s) for s in step_ids],
+            policy=policy,
         )
         labels = [training_label(label.value, policy) for label in merged]
         if all(label is None for label in labels):

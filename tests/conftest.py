@@ -24,6 +24,13 @@ def _media_root(tmp_path, settings):
     settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
+@pytest.fixture(autouse=True)
+def _progress_on_the_test_connection(settings):
+    # A runner called in the test's process reports progress on the test's own connection (Django's
+    # test cases refuse others); worker processes the tests start use their side connection.
+    settings.STEPMARK_PROGRESS_SIDE_CONNECTION = False
+
+
 @pytest.fixture
 def project(db):
     from annotation.models import Project

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import HumanLabel, Project, Role
-from tests.conftest import log_in, screenshot, take_next_item
+from tests.conftest import log_in, screenshot, take_next_item, wait_for
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,8 +41,10 @@ def test_labelling_page_works_under_the_policy(strict_page, make_user):
     page.wait_for_selector("#steps .katex")  # KaTeX ran and drew the math
     page.keyboard.press("c")  # htmx posts the label and swaps the row in
     page.wait_for_selector("#steps li.step:nth-child(1).is-correct")
-    page.wait_for_selector("#steps li.step:nth-child(1)[data-save=saved]")  # the row shows the label at once; wait for the save
-    assert HumanLabel.objects.get(step=solution.steps.get(index=0)).value == 1
+    # The row is marked at once and saved in the background: wait for the save to land.
+    saved = wait_for(lambda: HumanLabel.objects.filter(step=solution.steps.get(index=0)).first(), timeout=20,
+                     message="the label saved")
+    assert saved.value == 1
     screenshot(page, "label-page-under-csp")
     assert page.evaluate("window.__cspViolations") == []
     assert not [text for text in console_errors if "Content Security Policy" in text], console_errors

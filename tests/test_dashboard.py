@@ -156,7 +156,7 @@ def test_dashboard_query_count_does_not_grow_with_data(project, make_user, clien
     assert counts[0] == counts[1] <= 12, counts
     with CaptureQueriesContext(connection) as queries:
         project_dashboard(project=project)
-    assert len(queries) == 6  # the sixth counts incorrect labels per error category
+    assert len(queries) == 7  # + error categories; + the judge verdicts (one more, once there are any)
 
 
 def test_dashboard_access(project, make_user, client):

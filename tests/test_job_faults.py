@@ -178,7 +178,7 @@ def test_broker_down_page_says_queue_unavailable_and_admin_requeues(
     response = client.post(f"/projects/{project.id}/jobs/{job.pk}/requeue/", follow=True)
     assert f"Job #{job.pk}: 1 chunk sent to the queue" in response.content.decode()
     job = finished(job)
-    assert job.status == "done" and job.counts["records"] == 1
+    assert job.status == "done" and job.counts["records_written"] == 1
 
 
 def test_broker_down_api_answers_503_and_the_reaper_sends_the_job_later(
@@ -203,7 +203,7 @@ def test_broker_down_api_answers_503_and_the_reaper_sends_the_job_later(
     broker_down()  # back; nobody presses anything: the reaper (here its command, as beat runs it) sends the job
     call_command("jobs_reap")
     job = finished(job)
-    assert job.status == "done" and job.counts["records"] == 3
+    assert job.status == "done" and job.counts["records_written"] == 3
     assert client.get(f"/api/projects/{project.id}/jobs/").json()[0]["unsent_chunks"] == 0
     # A finished job has nothing to re-queue: 409 with the reason.
     response = client.post(f"/api/projects/{project.id}/jobs/{job.pk}/requeue/")

@@ -31,7 +31,7 @@ def test_export_job_runs_on_a_real_worker_and_offers_the_file(celery_worker_proc
     )
     job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=["done", "failed"]).first(), message="export job")
     assert job.status == "done", job.error
-    assert job.counts["records"] == 3 and job.progress_done == job.progress_total == 3
+    assert job.counts["records_written"] == 3 and job.progress_done == job.progress_total == 3
 
     client.login(username="boss", password="pw-boss")
     response = client.get(f"/projects/{project.id}/jobs/{job.id}/download/")

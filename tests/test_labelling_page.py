@@ -3,7 +3,7 @@
 import pytest
 
 from annotation.models import Assignment, HumanLabel, Project, Role
-from tests.conftest import log_in, screenshot, take_next_item
+from tests.conftest import log_in, screenshot, take_next_item, wait_for
 from tests.factories import add_member, make_solution
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,8 +49,14 @@ def test_annotator_labels_with_keyboard_reloads_and_submits(page, labelling_proj
     )
 
     steps = list(first.steps.order_by("index"))
-    stored = dict(HumanLabel.objects.filter(annotator=annotator).values_list("step_id", "value"))
-    assert stored == {steps[0].id: 1, steps[1].id: 0, steps[2].id: -1}
+    expected = {steps[0].id: 1, steps[1].id: 0, steps[2].id: -1}
+
+    def stored():
+        return dict(HumanLabel.objects.filter(annotator=annotator).values_list("step_id", "value"))
+
+    # The page marks a step at once and saves in the background: wait for the last save to land.
+    wait_for(lambda: stored() == expected, timeout=20, message="the labels saved")
+    assert stored() == expected
 
     page.reload()
     page.wait_for_selector("#steps li.step")

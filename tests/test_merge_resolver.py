@@ -139,3 +139,35 @@ def test_export_command_refuses_a_bad_policy(project, tmp_path):
     with pytest.raises((CommandError, SystemExit)):
         call_command("export_dataset", "--project", project.name, "--format", "visualprocessbench",
                      "--out", str(tmp_path / "x.jsonl"), "--merge-policy", '{"mc_label": "sideways"}')
+
+
+def test_early_stopping_mc_runs_train_and_export_by_their_value_label(project):
+    """Adaptive and first-error MC runs store no mc_i, only their value label (+1: some completion
+    reached the answer): it is what the PRM trains on under VisualPRM's threshold 0, in training and
+    in the merged and MC exports alike."""
+    steps = make_solution(project, "qe", ["e0", "e1", "e2"]).steps.order_by("index")
+    AutoLabel.objects.create(step=steps[0], kind="mc", source="mc-adaptive", estimate="adaptive", value=1,
+                             num_correct=1, num_total=1)
+    AutoLabel.objects.create(step=steps[1], kind="mc", source="mc-adaptive", estimate="adaptive", value=-1,
+                             num_correct=0, num_total=16)
+    AutoLabel.objects.create(step=steps[2], kind="mc", source="mc-first-error", estimate="first_error", value=-1)
+
+    def trained(policy):
+        data = training_set_build(project=project, policy=policy)
+        return [example.labels for example in data.train + data.validation]
+
+    def exported(policy, source="merged"):
+        filters = ExportFilters.for_policy(policy)
+        if source != "merged":
+            filters = ExportFilters(label_source=source, mc_threshold=policy.mc_threshold)
+        return [[s.label for s in r.steps] for r in export_records(project=project, filters=filters)]
+
+    value = MergePolicy(validation_fraction=0)
+    assert trained(value) == [[True, False, False]]
+    assert exported(value) == [[1, -1, -1]] == exported(value, source="mc")
+    # mc_i is unknown, so neither another threshold nor a difference of mc_i can be read from them.
+    assert trained(MergePolicy(validation_fraction=0, mc_threshold=0.3)) == []
+    assert exported(MergePolicy(validation_fraction=0, mc_threshold=0.3), source="mc") == [[None, None, None]]
+    advantage = MergePolicy(validation_fraction=0, mc_label="advantage")
+    assert trained(advantage) == [[True, None, None]]
+    assert exported(advantage) == [[1, None, None]]

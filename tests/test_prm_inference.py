@@ -39,9 +39,10 @@ def reference(model_dir):
 
 @pytest.fixture
 def setup(project, make_user, model_dir):
-    users = {name: make_user(name) for name in ("boss", "ann", "stranger")}
+    users = {name: make_user(name) for name in ("boss", "ann", "stranger", "rev")}
     add_member(project, users["boss"], Role.ADMIN)
     add_member(project, users["ann"], Role.ANNOTATOR)
+    add_member(project, users["rev"], Role.REVIEWER)
     version = PRMVersion.objects.create(project=project, name="live-v", backbone="tiny", directory=str(model_dir),
                                         status=PRMVersion.Status.LIVE)
     return users, version
@@ -66,7 +67,7 @@ def test_score_endpoint_equals_the_scorer_for_base64_and_item_images(setup, proj
     users, _ = setup
     expected = reference.score_steps(question=QUESTION, steps=STEPS, images=[_image()])
     image = base64.b64encode(png_bytes((200, 30, 30))).decode()
-    response = _client(users["ann"]).post("/api/prm/score/", {
+    response = _client(users["rev"]).post("/api/prm/score/", {
         "project": project.pk, "question": QUESTION, "steps": STEPS, "image": f"data:image/png;base64,{image}",
     }, format="json")
     assert response.status_code == 200, response.content
@@ -77,7 +78,7 @@ def test_score_endpoint_equals_the_scorer_for_base64_and_item_images(setup, proj
 
     # The same image given as an item of the project (its question used when none is given).
     item = make_solution(project, "apples", ["x"], question=QUESTION, color=(200, 30, 30)).item
-    by_item = _client(users["ann"]).post("/api/prm/score/", {"project": project.pk, "item": item.pk, "steps": STEPS,
+    by_item = _client(users["rev"]).post("/api/prm/score/", {"project": project.pk, "item": item.pk, "steps": STEPS,
                                                              "aggregation": "min"}, format="json").json()
     _close(by_item["step_scores"], expected)
     assert by_item["response_score"] == pytest.approx(min(expected), abs=TOLERANCE)
@@ -87,7 +88,7 @@ def test_score_endpoint_equals_the_scorer_for_base64_and_item_images(setup, proj
 def test_rank_endpoint_sorts_responses_by_the_scorers_response_score(setup, project, reference):
     users, _ = setup
     image = base64.b64encode(png_bytes((200, 30, 30))).decode()
-    response = _client(users["ann"]).post("/api/prm/rank/", {
+    response = _client(users["rev"]).post("/api/prm/rank/", {
         "project": project.pk, "question": QUESTION, "image": [image], "responses": RESPONSES,
     }, format="json")
     assert response.status_code == 200, response.content
@@ -103,7 +104,7 @@ def test_rank_endpoint_sorts_responses_by_the_scorers_response_score(setup, proj
 @pytest.mark.django_db
 def test_bad_requests_say_why(setup, project):
     users, _ = setup
-    client = _client(users["ann"])
+    client = _client(users["rev"])
     bad_image = client.post("/api/prm/score/", {"project": project.pk, "question": "q", "steps": ["a"],
                                                 "image": base64.b64encode(b"not a picture").decode()}, format="json")
     assert bad_image.status_code == 400 and "image rejected" in bad_image.json()["error"]
@@ -125,6 +126,9 @@ def test_outsiders_get_404_and_annotators_403_on_admin_actions(setup, project):
     assert stranger.get(f"/api/projects/{project.pk}/prm-versions/").status_code == 404
     assert stranger.post(f"/api/projects/{project.pk}/prm-versions/{other.pk}/promote/").status_code == 404
     assert APIClient().post("/api/prm/score/", score, format="json").status_code in (401, 403)
+    # Scoring is for the project's reviewers and admins: an annotator is refused.
+    assert annotator.post("/api/prm/score/", score, format="json").status_code == 403
+    assert annotator.post("/api/prm/rank/", {**score, "responses": ["a"]}, format="json").status_code == 403
 
     names = [v["name"] for v in annotator.get(f"/api/projects/{project.pk}/prm-versions/").json()]
     assert sorted(names) == ["cand", "live-v"]

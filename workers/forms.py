@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.formats.guide import ALL_OPTIONS, IMPORT_GUIDE
+from annotation.formats.step_labels import DEFAULT_NEUTRAL, NEUTRAL_CHOICES
 from annotation.models import Item, Project
+from annotation.selectors import LABEL_SOURCES
+from annotation.services.dataset_export import EXPORT_FORMATS
 from prm.core import mc
+from prm.core.judge import prompt_problems
+from workers.export_services import EXPORT_FLAGS
 from workers.generation.base import BACKENDS
 from workers.generation.openai_backend import generation_servers
+from workers.judge_services import JUDGE_MAX_TOKENS, project_judge_prompt
 from workers.prelabel_services import live_prm_version, no_live_prm_message
 from workers.selection import (
     SELECTION_KINDS,
@@ -87,9 +94,17 @@ class BackendForm(GroupedForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        servers = generation_servers()
         self.fields["server"].choices = [("", "—")] + [
-            (name, f"{name} ({entry['model']})") for name, entry in sorted(generation_servers().items())
+            (name, f"{name} ({entry['model']})") for name, entry in sorted(servers.items())
         ]
+        local = local_model_folder()
+        if local:
+            self.fields["model_path"].initial = local
+            self.fields["model_path"].help_text = f"The local model on this installation: {local}"
+        if not servers:
+            # No server listed (the embedded ./run.sh): a local folder is what works here.
+            self.fields["backend"].initial = "transformers"
 
     def clean(self):
         cleaned = super().clean()
@@ -115,6 +130,16 @@ class BackendForm(GroupedForm):
         if data.get("label", "").strip():
             params["name"] = data["label"].strip()
         return params
+
+
+def local_model_folder() -> str:
+    """The installation's local model folder (./run.sh builds a tiny Qwen2-VL there), or "" when absent."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    folder = Path(settings.STEPMARK_DEFAULT_BACKBONE)
+    return str(folder) if (folder / "config.json").is_file() else ""
 
 
 class SampleJobForm(BackendForm, SelectionForm):
@@ -159,3 +184,142 @@ class PrelabelJobForm(SelectionForm):
         if live_prm_version(project=self.project) is None:
             raise forms.ValidationError(no_live_prm_message(self.project))
         return super().clean()
+
+
+class ImportForm(forms.Form):
+    """The import page's form: a format, the dataset file, its images, and the format's own options."""
+
+    format = forms.ChoiceField(label="Format")
+    file = forms.FileField(label="Dataset file (a zip of the folder for folder formats)")
+    images = forms.FileField(required=False, label="Images (a zip of the image files or of their folder)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["format"].choices = [(name, guide.title) for name, guide in IMPORT_GUIDE.items()]
+        for name in ALL_OPTIONS:
+            takers = [guide.name for guide in IMPORT_GUIDE.values() if name in guide.options]
+            self.fields[f"option_{name}"] = forms.CharField(
+                required=False, max_length=500, label=name, help_text=f"{', '.join(takers)}; blank for the default"
+            )
+
+    def option_fields(self):
+        return [self[f"option_{name}"] for name in ALL_OPTIONS]
+
+    def clean(self):
+        cleaned = super().clean()
+        format_name = cleaned.get("format")
+        if format_name is None:
+            return cleaned
+        guide = IMPORT_GUIDE[format_name]
+        options: dict[str, object] = {}
+        for name in ALL_OPTIONS:
+            value = (cleaned.get(f"option_{name}") or "").strip()
+            if not value:
+                continue
+            if name not in guide.options:
+                self.add_error(f"option_{name}", f"The {format_name} format takes no option {name}: leave it blank.")
+                continue
+            if name == "max_steps":
+                if not value.isdigit() or int(value) < 1:
+                    self.add_error(f"option_{name}", "A whole number of steps, at least 1.")
+                    continue
+                options[name] = int(value)
+            else:
+                options[name] = value
+        upload = cleaned.get("file")
+        if upload is not None and guide.folder and not (upload.name or "").lower().endswith(".zip"):
+            self.add_error("file", f"The {format_name} format reads a folder: upload a zip of it.")
+        cleaned["options"] = options
+        return cleaned
+
+
+class ExportJobForm(GroupedForm):
+    """Every filter and format option of `manage.py export_dataset`, on the jobs page."""
+
+    format = forms.ChoiceField(label="Format")
+    file_format = forms.ChoiceField(
+        required=False, label="File kind (trl-stepwise: parquet with the images inside, or JSON lines)",
+        choices=[("", "the format's default"), ("jsonl", "jsonl"), ("parquet", "parquet")],
+    )
+    neutral = forms.ChoiceField(
+        choices=[(choice, choice) for choice in NEUTRAL_CHOICES], initial=DEFAULT_NEUTRAL,
+        label="Neutral steps are written as (visualprm400k, trl-stepwise; skip ends the row before the first)",
+    )
+    images_zip = forms.BooleanField(required=False, label="Images zip beside the file (JSON-lines formats)")
+    label_source = forms.ChoiceField(choices=[(s, s) for s in LABEL_SOURCES], initial="merged", label="Labels")
+    complete_only = forms.BooleanField(required=False, label="complete solutions only")
+    only_agreed = forms.BooleanField(required=False, label="only labels every annotator agrees on")
+    only_adjudicated = forms.BooleanField(required=False, label="only solutions with reviewer-adjudicated gold")
+    since = forms.DateTimeField(required=False, label="Created at or after (YYYY-MM-DD [HH:MM])")
+    until = forms.DateTimeField(required=False, label="Created before (YYYY-MM-DD [HH:MM])")
+    mc_label = forms.ChoiceField(choices=[("value", "value (+ when mc > threshold)"), ("advantage", "advantage")],
+                                 initial="value", label="MC label")
+    mc_threshold = forms.FloatField(initial=0.0, min_value=0.0, max_value=1.0, label="MC threshold")
+    advantage_tolerance = forms.FloatField(initial=0.0, min_value=0.0, label="Advantage tolerance")
+    consensus_filter = forms.BooleanField(required=False, label="consensus filter (no label where machine and human disagree)")
+    use_judge = forms.BooleanField(required=False, label="judge after MC (the LLM judge's verdict where no gold, human or MC label)")
+    mc_judge_consensus = forms.BooleanField(required=False, label="MC–judge consensus (a machine-labelled step only where MC and the judge agree)")
+    judge_source = forms.CharField(required=False, max_length=100, label="Judge model (labels: judge or merged; blank: any)")
+    groups = (
+        ("File", ("format", "file_format", "neutral", "images_zip")),
+        ("Which solutions and labels", ("label_source", "complete_only", "only_agreed", "only_adjudicated", "since", "until")),
+        ("Merge policy (labels: merged)", ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter",
+                                           "use_judge", "mc_judge_consensus", "judge_source")),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["format"].choices = [(name, name) for name in sorted(EXPORT_FORMATS)]
+        if self.is_bound:  # fields left out of a post (an older form, the API) take their defaults
+            data = self.data.copy()
+            for name in ("neutral", "label_source", "mc_label", "mc_threshold", "advantage_tolerance"):
+                if not data.get(name):
+                    data[name] = self.fields[name].initial
+            self.data = data
+
+    def start_kwargs(self) -> dict:
+        data = self.cleaned_data
+        filters = {name: data[name] for name in ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter")}
+        for name in ("since", "until", "judge_source"):
+            if data.get(name):
+                filters[name] = data[name]
+        return {
+            "format_name": data["format"], "label_source": data["label_source"],
+            "flags": {flag for flag in EXPORT_FLAGS if data.get(flag)},
+            "filters": filters, "neutral": data["neutral"], "file_format": data.get("file_format") or None,
+            "images_zip": data.get("images_zip", False),
+        }
+
+
+class JudgeJobForm(SelectionForm):
+    """An LLM judge (one of the operator's servers) labels every step +1/0/-1 with a reason."""
+
+    server = forms.ChoiceField(choices=[], label="Judge server")
+    prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90}),
+        label="Prompt ({question}, {steps}, {num_steps} are filled in)",
+    )
+    save_prompt = forms.BooleanField(required=False, initial=False, label="Keep as the project's judge prompt")
+    temperature = forms.FloatField(min_value=0, max_value=2, initial=0.0)
+    max_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=JUDGE_MAX_TOKENS, label="Max tokens per reply")
+    groups = (SELECTION_GROUP, ("Judge", ("server", "temperature", "max_tokens")), ("Prompt", ("prompt", "save_prompt")))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["server"].choices = [
+            (name, f"{name} ({entry['model']})") for name, entry in sorted(generation_servers().items())
+        ]
+        self.fields["prompt"].initial = project_judge_prompt(self.project)
+
+    def clean_server(self):
+        server = self.cleaned_data["server"]
+        if server not in generation_servers():
+            raise forms.ValidationError("Choose one of the servers the operator listed (STEPMARK_GENERATION_SERVERS).")
+        return server
+
+    def clean_prompt(self):
+        prompt = self.cleaned_data["prompt"].strip()
+        problems = prompt_problems(prompt)
+        if problems:
+            raise forms.ValidationError("; ".join(problems).capitalize() + ".")
+        return prompt

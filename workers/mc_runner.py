@@ -14,14 +14,15 @@ from dataclasses import asdict, replace
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 
 from annotation.models import AutoLabel, Item, ItemImage, Solution, Step
 from annotation.steps import join_steps, split_steps
 from prm.core import mc
 from workers.generation.base import GenerationBackend, GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.prompting import solution_messages
-from workers.models import JobChunk
-from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_is_cancelled
+from workers.models import Job, JobChunk
+from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_is_cancelled, job_progress_add
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class SolutionOracle:
         sampling: SamplingParams,
         seed_parts: tuple,
         heartbeat=None,
+        before_round=None,
     ):
         from prm.core.answers import judge_response
 
@@ -81,8 +83,11 @@ class SolutionOracle:
         self.seed_parts = seed_parts
         self.calls = 0
         self.heartbeat = heartbeat  # called after every round, so a long solution keeps its lease
+        self.before_round = before_round  # called before every round: a cancel stops before the next rollouts
 
     def __call__(self, requests: list[tuple[Sequence[str], int]]) -> list[list[mc.Outcome]]:
+        if self.before_round is not None:
+            self.before_round()
         self.calls += 1
         generation_requests = []
         for prefix_steps, k in requests:
@@ -141,6 +146,7 @@ def run_mc_label(chunk: JobChunk) -> dict:
         solutions = [solution for solution in solutions if solution.pk not in labelled]
     counts = {"solutions": 0, "steps_labelled": 0, "rollouts": 0, "truncated": 0, "skipped_no_answer": 0}
     labels: list[AutoLabel] = []
+    reported = 0
     for solution in solutions:
         _check_not_cancelled(chunk)
         steps = list(solution.steps.order_by("index"))
@@ -154,6 +160,7 @@ def run_mc_label(chunk: JobChunk) -> dict:
             sampling=sampling,
             seed_parts=(solution.pk,),
             heartbeat=lambda: chunk_heartbeat(chunk=chunk),
+            before_round=lambda: _check_not_cancelled(chunk),
         )
         result = mc.estimate(
             [step.text for step in steps],
@@ -174,6 +181,8 @@ def run_mc_label(chunk: JobChunk) -> dict:
         counts["steps_labelled"] += len(solution_labels)
         counts["rollouts"] += result.rollouts
         counts["truncated"] += result.truncated
+        job_progress_add(job_id=chunk.job_id, units=1)  # the page moves per solution, not per chunk
+        reported += 1
     with transaction.atomic():
         AutoLabel.objects.bulk_create(
             labels,
@@ -181,7 +190,11 @@ def run_mc_label(chunk: JobChunk) -> dict:
             unique_fields=["step", "kind", "source"],
             update_fields=["score", "value", "num_correct", "num_total", "estimate"],
         )
-        chunk_finish(chunk=chunk, counts=counts)
+        chunk_finish(chunk=chunk, counts=counts, progress_already_reported=reported)
+        # Live reports of an attempt that died were counted once already: as each chunk ends, progress
+        # is again what the finished chunks hold (other running chunks report anew as they go).
+        finished = JobChunk.objects.filter(job_id=chunk.job_id, status=JobChunk.Status.DONE).aggregate(n=Sum("size"))["n"]
+        Job.objects.filter(pk=chunk.job_id).update(progress_done=finished or 0)
     return counts
 
 

@@ -15,6 +15,8 @@ class Job(models.Model):
         PRM_PRELABEL = "prm_prelabel", "Live PRM pre-labels"
         TRAIN = "train", "Train a PRM"
         EVALUATE = "evaluate", "Evaluate a PRM"
+        IMPORT = "import", "Import a dataset"
+        JUDGE = "judge", "LLM judge labels"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -32,6 +34,8 @@ class Job(models.Model):
     counts = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     result_file = models.FileField(upload_to="jobs/", max_length=300, blank=True)
+    # The images of an export's records, beside a JSON-lines result (as `export_dataset --images-zip`).
+    images_file = models.FileField(upload_to="jobs/", max_length=300, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -55,8 +59,24 @@ class Job(models.Model):
         return min(100, round(100 * self.progress_done / self.progress_total))
 
     @property
+    def progress_unit(self) -> str:
+        """What one unit of progress_done / progress_total counts, for people."""
+        return PROGRESS_UNITS.get(self.kind, "units")
+
+    @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED)
+
+
+PROGRESS_UNITS = {
+    Job.Kind.EXPORT: "solutions",
+    Job.Kind.IMPORT: "solutions",
+    Job.Kind.SAMPLE_SOLUTIONS: "items",
+    Job.Kind.MC_LABEL: "solutions",
+    Job.Kind.PRM_PRELABEL: "solutions",
+    Job.Kind.TRAIN: "training steps",
+    Job.Kind.EVALUATE: "evaluations",
+}
 
 
 class JobChunk(models.Model):

@@ -23,8 +23,11 @@ Per solution, with r = mean_i p_i (the PRM response score, VisualPRM's default a
 - convincing wrong answer (as PRM800K chose what to label) C = max(0, 2 r - 1) when the final
   answer is known to be wrong (Solution.is_correct is False), else 0: 1 when the PRM is sure
   of a wrong solution, 0 once r <= 0.5;
-- priority        P = S + C, in [0, 2]; a solution without steps gets 0. Higher is labelled sooner
-  (annotation.services.queue orders by -priority).
+- judge disagreement J = 2 when, on some step, an LLM judge's +1/-1 verdict contradicts the MC value
+  label or the PRM's (p > 0.5), else 0 (a judge's neutral verdict contradicts nothing);
+- priority        P = S + C + J, in [0, 4]; a solution without steps gets 0. Higher is labelled
+  sooner (annotation.services.queue orders by -priority): as S + C <= 2, every solution where the
+  judge and MC or the PRM disagree comes before every one where they do not.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ UNKNOWN = 0.5
 UNIFORM_STD = 1 / math.sqrt(12)
 DISAGREEMENT_WEIGHT, MC_UNCERTAINTY_WEIGHT, PRM_UNCERTAINTY_WEIGHT = 0.5, 0.25, 0.25
 WORST_STEP_WEIGHT, MEAN_STEP_WEIGHT = 0.7, 0.3
+JUDGE_DISAGREEMENT = 2.0
+PRM_LABEL_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class StepEvidence:
     mc_total: int | None = None
     mc_value: int | None = None  # an inferred -1/+1 without counts (binary search)
     prm_score: float | None = None
+    judge_value: int | None = None  # an LLM judge's verdict, +1 / 0 / -1
 
 
 def mc_value_label(step: StepEvidence, *, threshold: float = 0.0) -> int | None:
@@ -79,6 +85,17 @@ def prm_uncertainty(step: StepEvidence) -> float:
     return UNKNOWN if step.prm_score is None else 1 - abs(2 * step.prm_score - 1)
 
 
+def judge_disagrees(step: StepEvidence, *, threshold: float = 0.0) -> bool:
+    """The judge's +1/-1 verdict contradicts the MC value label or the PRM's label (P(+) > 0.5)."""
+    if not step.judge_value:
+        return False
+    judge_correct = step.judge_value > 0
+    value = mc_value_label(step, threshold=threshold)
+    if value is not None and bool(value) != judge_correct:
+        return True
+    return step.prm_score is not None and (step.prm_score > PRM_LABEL_THRESHOLD) != judge_correct
+
+
 def step_score(step: StepEvidence, *, threshold: float = 0.0) -> float:
     value = mc_value_label(step, threshold=threshold)
     disagreement = UNKNOWN if value is None or step.prm_score is None else abs(value - step.prm_score)
@@ -99,7 +116,8 @@ def solution_priority(steps: Sequence[StepEvidence], *, is_correct: bool | None,
     convincing_wrong = 0.0
     if is_correct is False and prm_scores:
         convincing_wrong = max(0.0, 2 * sum(prm_scores) / len(prm_scores) - 1)
-    return steps_part + convincing_wrong
+    judge = JUDGE_DISAGREEMENT if any(judge_disagrees(step, threshold=threshold) for step in steps) else 0.0
+    return steps_part + convincing_wrong + judge
 
 
 def _live_prm_sources(project_ids: Iterable[int]) -> dict[int, str]:
@@ -128,7 +146,11 @@ def solution_priority_update(*, solution_ids: Iterable[int], threshold: float = 
     project_of = {solution.pk: solution.item.project_id for solution in solutions}
     labels = (
         AutoLabel.objects.filter(step__solution__in=solutions)
-        .filter(Q(kind=AutoLabel.Kind.PRM, score__isnull=False) | Q(kind=AutoLabel.Kind.MC))
+        .filter(
+            Q(kind=AutoLabel.Kind.PRM, score__isnull=False)
+            | Q(kind=AutoLabel.Kind.MC)
+            | Q(kind=AutoLabel.Kind.JUDGE, value__isnull=False)
+        )
         .values_list(
             "step_id", "step__solution_id", "kind", "source", "score", "value", "num_correct", "num_total", "estimate"
         )
@@ -136,7 +158,11 @@ def solution_priority_update(*, solution_ids: Iterable[int], threshold: float = 
     )
     prm: dict[int, tuple[bool, float]] = {}  # step -> (from the live version?, score)
     mc: dict[int, tuple] = {}
+    judge: dict[int, int] = {}  # step -> the newest judge verdict
     for step_id, solution_id, kind, source, score, value, correct, total, estimate in labels:
+        if kind == AutoLabel.Kind.JUDGE:
+            judge[step_id] = value
+            continue
         if kind == AutoLabel.Kind.PRM:
             is_live = live.get(project_of[solution_id]) == source
             if is_live or not prm.get(step_id, (False, 0.0))[0]:
@@ -161,6 +187,7 @@ def solution_priority_update(*, solution_ids: Iterable[int], threshold: float = 
                     mc_total=total,
                     mc_value=value,
                     prm_score=prm[step_id][1] if step_id in prm else None,
+                    judge_value=judge.get(step_id),
                 )
             )
         solution.priority = solution_priority(evidence, is_correct=solution.is_correct, threshold=threshold)

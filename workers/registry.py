@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 from workers.evaluate_runner import run_evaluation
 from workers.export_runner import run_export
+from workers.import_runner import run_import
+from workers.judge_runner import run_judge_labels
 from workers.mc_runner import run_mc_label, run_sample_solutions
 from workers.models import Job, JobChunk
 from workers.prelabel_runner import run_prm_prelabel
@@ -20,11 +22,13 @@ Runner = Callable[[JobChunk], dict]
 
 RUNNERS: dict[str, Runner] = {
     Job.Kind.EXPORT: run_export,
+    Job.Kind.IMPORT: run_import,
     Job.Kind.SAMPLE_SOLUTIONS: run_sample_solutions,
     Job.Kind.MC_LABEL: run_mc_label,
     Job.Kind.PRM_PRELABEL: run_prm_prelabel,
     Job.Kind.TRAIN: run_training,
     Job.Kind.EVALUATE: run_evaluation,
+    Job.Kind.JUDGE: run_judge_labels,
 }
 
 

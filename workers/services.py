@@ -20,6 +20,7 @@ GPU_KINDS = {Job.Kind.SAMPLE_SOLUTIONS, Job.Kind.MC_LABEL, Job.Kind.PRM_PRELABEL
 # A running chunk whose claim is older than this is presumed dead (worker killed) and may be claimed again.
 CHUNK_LEASE = timedelta(minutes=10)
 ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+COUNTS_LIST_LIMIT = 100  # entries a job's counts keep of a list value (the numbers stay complete)
 
 
 def chunk_lease() -> timedelta:
@@ -183,7 +184,10 @@ def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_alread
     job = Job.objects.select_for_update().get(pk=chunk.job_id)
     merged = dict(job.counts)
     for key, value in (counts or {}).items():
-        merged[key] = merged.get(key, 0) + value if isinstance(value, int | float) else value
+        if isinstance(value, list):  # named examples (skipped solutions): kept from every chunk, a few
+            merged[key] = (list(merged.get(key) or []) + value)[:COUNTS_LIST_LIMIT]
+        else:
+            merged[key] = merged.get(key, 0) + value if isinstance(value, int | float) else value
     job.counts = merged
     job.progress_done = F("progress_done") + max(0, chunk.size - progress_already_reported)
     job.save(update_fields=["counts", "progress_done"])
@@ -222,3 +226,80 @@ def job_cancel(*, job: Job) -> bool:
 
 def job_is_cancelled(*, job_id: int) -> bool:
     return Job.objects.filter(pk=job_id, status=Job.Status.CANCELLED).exists()
+
+
+PROGRESS_ALIAS = "stepmark-progress"
+
+
+def progress_connection_alias() -> str:
+    """A second connection to the same database, in autocommit: progress and lease renewals written
+    through it are seen at once and lock nothing for the length of a runner's long transaction (an
+    import writes all its rows in one, and a cancel must not wait for it to end)."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    if not getattr(settings, "STEPMARK_PROGRESS_SIDE_CONNECTION", True):
+        return DEFAULT_DB_ALIAS  # tests running a runner in their own process (their test case owns the connections)
+    if PROGRESS_ALIAS not in connections.settings:
+        connections.settings[PROGRESS_ALIAS] = dict(connections[DEFAULT_DB_ALIAS].settings_dict)
+    return PROGRESS_ALIAS
+
+
+class ProgressReporter:
+    """Live progress from inside a chunk: units add up in memory and reach the job row at most once
+    every `interval` seconds (and on `flush`), so the page moves within seconds without a write per unit.
+
+    Writes go through `progress_connection_alias()`, outside any transaction the runner holds open.
+    `reported` is what reached the row, for `chunk_finish(progress_already_reported=...)`; every
+    flush also renews the chunk's lease and raises ChunkLost once the job was cancelled, so a
+    cancel stops the runner at its next report. `close()` (or the with block) ends the connection.
+    """
+
+    def __init__(self, *, chunk: JobChunk, interval: float = 1.0):
+        import time
+
+        self.chunk = chunk
+        self.interval = interval
+        self.pending = 0
+        self.reported = 0
+        self._clock = time.monotonic
+        self._last = self._clock()
+        self.using = progress_connection_alias()
+
+    def __enter__(self) -> ProgressReporter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, units: int = 1) -> None:
+        self.pending += units
+        if self._clock() - self._last >= self.interval:
+            self.flush()
+
+    def total(self, total: int) -> None:
+        """The chunk learned its real size once running (an import counting its records)."""
+        Job.objects.using(self.using).filter(pk=self.chunk.job_id).update(progress_total=max(0, total))
+
+    def flush(self) -> None:
+        self._last = self._clock()
+        renewed = _ours(self.chunk).using(self.using).update(claimed_at=timezone.now())
+        # The side connection cannot see rows of a transaction not yet committed (a test's); a plain
+        # read on the runner's own connection locks nothing and tells a cancel from that.
+        if not renewed and not _ours(self.chunk).exists():
+            raise ChunkLost(f"chunk {self.chunk.pk} is no longer this worker's (cancelled or taken over)")
+        if self.pending:
+            Job.objects.using(self.using).filter(pk=self.chunk.job_id).update(
+                progress_done=F("progress_done") + self.pending
+            )
+            self.reported += self.pending
+            self.pending = 0
+
+    def close(self) -> None:
+        """Close the side connection and forget its alias (test runners list every alias they know)."""
+        from django.db import connections
+
+        if self.using != PROGRESS_ALIAS:
+            return
+        connections[self.using].close()
+        del connections[self.using]
+        connections.settings.pop(self.using, None)

@@ -13,7 +13,14 @@ from django.views.decorators.http import require_POST
 
 from annotation.access import project_for_admin
 from annotation.models import Role
-from prm.benchmark import PAPER_MACRO_F1, benchmark_reports, benchmark_solution_count, report_rows
+from prm.benchmark import (
+    PAPER_MACRO_F1,
+    benchmark_reports,
+    benchmark_solution_count,
+    judge_benchmark_evaluate,
+    judge_sources,
+    report_rows,
+)
 from prm.core.curves import run_curves
 from prm.core.merge import MergePolicy
 from prm.core.training_config import TrainConfig
@@ -88,11 +95,18 @@ def _versions_for(user):
 def benchmark_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
     reports = benchmark_reports(project=project)
+    judges = judge_sources(project=project)
+    chosen = request.GET.get("judge", "")
+    judge_shown = None
+    if chosen and chosen in {name for name, _ in judges}:
+        # Computed from the stored labels on request (a judge has no model to run here).
+        judge_shown = report_rows(judge_benchmark_evaluate(project=project, source=chosen, resamples=200))
     return render(request, "prm/benchmark.html", {
         "project": project, "reports": reports, "latest": reports[0] if reports else None,
         "shown": report_rows(reports[0].metrics) if reports else None,
         "paper": PAPER_MACRO_F1, "versions": _versions_for(request.user)[:200],
         "num_solutions": benchmark_solution_count(project=project),
+        "judges": judges, "judge_chosen": chosen, "judge_shown": judge_shown,
     })
 
 

@@ -6,23 +6,24 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotation.access import project_for_admin
-from annotation.selectors import LABEL_SOURCES
-from annotation.services.dataset_export import EXPORT_FORMATS
-from workers.export_services import EXPORT_FLAGS, export_job_start
-from workers.forms import MCJobForm, PrelabelJobForm, SampleJobForm
+from workers.export_services import export_job_start
+from workers.forms import ExportJobForm, JudgeJobForm, MCJobForm, PrelabelJobForm, SampleJobForm
+from workers.generation.openai_backend import generation_servers
+from workers.judge_services import judge_job_start, judge_prompt_save
 from workers.mc_services import mc_job_start, sample_job_start
 from workers.models import Job
 from workers.prelabel_services import live_prm_version, prelabel_job_start, priority_refresh
 from workers.selectors import project_job, project_jobs
 from workers.services import job_cancel, job_requeue
 
-JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm}
+JOB_FORMS = {"sample": SampleJobForm, "mc": MCJobForm, "prelabel": PrelabelJobForm, "judge": JudgeJobForm}
 
 
-def _render_jobs(request: HttpRequest, project, *, bound=None, status: int = 200) -> HttpResponse:
+def _render_jobs(request: HttpRequest, project, *, bound=None, export_form=None, status: int = 200) -> HttpResponse:
     """The jobs page; `bound` is a submitted form that failed validation, shown with its errors."""
     forms = {prefix: form_class(prefix=prefix, project=project) for prefix, form_class in JOB_FORMS.items()}
     if bound is not None:
@@ -30,10 +31,10 @@ def _render_jobs(request: HttpRequest, project, *, bound=None, status: int = 200
     context = {
         "project": project,
         "jobs": project_jobs(project=project),
-        "export_formats": sorted(EXPORT_FORMATS),
-        "label_sources": LABEL_SOURCES,
+        "export_form": export_form or ExportJobForm(),
         "forms": forms,
         "live_prm": live_prm_version(project=project),
+        "judge_servers": generation_servers(),
     }
     return render(request, "workers/jobs.html", context, status=status)
 
@@ -56,7 +57,6 @@ def _start_from_form(request: HttpRequest, project_id: int, prefix: str, start) 
         else:
             messages.success(request, f"{job.get_kind_display()} job #{job.pk} started on {job.progress_total} units.")
             return redirect("jobs", project_id=project.id)
-    messages.error(request, "The job was not started: see the form's errors below.")
     return _render_jobs(request, project, bound=form, status=400)
 
 
@@ -102,6 +102,21 @@ def prelabel_job_start_view(request: HttpRequest, project_id: int) -> HttpRespon
 
 @require_POST
 @login_required
+def judge_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
+    def start(form, project):
+        data = form.cleaned_data
+        if data["save_prompt"]:
+            judge_prompt_save(project=project, prompt=data["prompt"])
+        return judge_job_start(
+            project=project, server=data["server"], solution_ids=form.selected_ids, prompt=data["prompt"],
+            temperature=data["temperature"], max_tokens=data["max_tokens"], user=request.user,
+        )
+
+    return _start_from_form(request, project_id, "judge", start)
+
+
+@require_POST
+@login_required
 def priority_refresh_view(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
     count = priority_refresh(project=project)
@@ -113,20 +128,16 @@ def priority_refresh_view(request: HttpRequest, project_id: int) -> HttpResponse
 @login_required
 def export_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
-    format_name = request.POST.get("format", "")
-    try:
-        export_job_start(
-            project=project,
-            format_name=format_name,
-            label_source=request.POST.get("label_source", "merged"),
-            flags={flag for flag in EXPORT_FLAGS if request.POST.get(flag)},
-            user=request.user,
-        )
-    except ValueError as exc:
-        messages.error(request, f"The export was not started: {exc}.")
-    else:
-        messages.success(request, f"Export to {format_name} started.")
-    return redirect("jobs", project_id=project.id)
+    form = ExportJobForm(request.POST)
+    if form.is_valid():
+        try:
+            job = export_job_start(project=project, user=request.user, **form.start_kwargs())
+        except ValueError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Export to {job.params['format']} started as job #{job.pk}.")
+            return redirect(reverse("jobs", kwargs={"project_id": project.id}) + f"#job-{job.pk}")
+    return _render_jobs(request, project, export_form=form, status=400)
 
 
 def _job_for_admin(request: HttpRequest, project_id: int, job_id: int) -> Job:
@@ -148,12 +159,24 @@ def job_row(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     return render(request, "workers/jobs.html#job-row", {"job": job, "project": job.project})
 
 
-@require_POST
+def _job_page(job: Job) -> str:
+    """The page a job is shown on: the import page for imports, else the jobs page."""
+    name = "import" if job.kind == Job.Kind.IMPORT else "jobs"
+    return reverse(name, kwargs={"project_id": job.project_id}) + f"#job-{job.pk}"
+
+
+@require_http_methods(["GET", "POST"])
 @login_required
 def job_cancel_view(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """GET: a confirmation page (works without JavaScript); POST: cancel."""
     job = _job_for_admin(request, project_id, job_id)
-    job_cancel(job=job)
-    return _row_or_page(request, job)
+    if request.method == "GET":
+        return render(request, "workers/job_cancel.html", {"job": job, "project": job.project, "back": _job_page(job)})
+    if job_cancel(job=job):
+        messages.success(request, f"Job #{job.pk} cancelled.")
+    if request.headers.get("HX-Request"):
+        return _row_or_page(request, job)
+    return redirect(_job_page(job))
 
 
 @require_POST
@@ -170,9 +193,20 @@ def job_requeue_view(request: HttpRequest, project_id: int, job_id: int) -> Http
     return _row_or_page(request, job)
 
 
+def _download(job: Job, file) -> FileResponse:
+    if job.status != Job.Status.DONE or not file:
+        raise Http404("This job has no file to download.")
+    return FileResponse(file.open("rb"), as_attachment=True, filename=file.name.rsplit("/", 1)[-1])
+
+
 @login_required
 def job_download(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
     job = _job_for_admin(request, project_id, job_id)
-    if job.status != Job.Status.DONE or not job.result_file:
-        raise Http404("This job has no file to download.")
-    return FileResponse(job.result_file.open("rb"), as_attachment=True, filename=job.result_file.name.rsplit("/", 1)[-1])
+    return _download(job, job.result_file)
+
+
+@login_required
+def job_download_images(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
+    """The images zip written beside an export (the paths its records name)."""
+    job = _job_for_admin(request, project_id, job_id)
+    return _download(job, job.images_file)

@@ -85,9 +85,16 @@ class PrmHintSerializer(serializers.Serializer):
     source = serializers.CharField()
 
 
+class JudgeHintSerializer(serializers.Serializer):
+    value = serializers.IntegerField(help_text="The LLM judge's verdict: 1 correct, 0 neutral, -1 incorrect.")
+    reason = serializers.CharField(allow_blank=True, help_text="The judge's one-sentence reason.")
+    source = serializers.CharField(help_text="The judge model.")
+
+
 class StepHintsSerializer(serializers.Serializer):
     mc = McHintSerializer(required=False)
     prm = PrmHintSerializer(required=False)
+    judge = JudgeHintSerializer(required=False)
 
 
 class StepSerializer(serializers.Serializer):

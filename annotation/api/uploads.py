@@ -68,6 +68,35 @@ def _unpack(archive_path: Path, folder: Path) -> Path:
     return target
 
 
+def upload_stage(*, folder: Path, upload: UploadedFile, images: UploadedFile | None = None) -> tuple[str, str]:
+    """Save an upload (and its images) into `folder` chunk by chunk, for a worker to import later.
+
+    Returns the saved names (the images' is "" when there are none). Django has already streamed a
+    large upload to a temporary file (FILE_UPLOAD_MAX_MEMORY_SIZE); nothing here reads it whole.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _save(upload, folder, "upload")
+    images_name = ""
+    if images is not None:
+        images_dir = folder / "images"
+        images_dir.mkdir()
+        images_name = str(_save(images, images_dir, "images.zip").relative_to(folder))
+    return path.name, images_name
+
+
+def staged_source(*, folder: Path, format_name: str, file_name: str) -> Path:
+    """The path a staged upload is imported from: the file itself, or for folder formats its unpacked zip."""
+    path = folder / file_name
+    if format_name in FOLDER_FORMATS:
+        unpacked = folder / "unpacked"
+        if unpacked.exists():  # a retried chunk unpacks afresh
+            import shutil
+
+            shutil.rmtree(unpacked)
+        path = _unpack(path, unpacked)
+    return path
+
+
 def import_upload(
     *,
     project: Project,

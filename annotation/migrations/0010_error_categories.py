@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0011_invitation'),
+        ('annotation', '0013_judge_labels'),
     ]
 
     operations = [

@@ -76,6 +76,8 @@ _HINTS = """
             al.kind,
             CASE WHEN al.kind = %(mc)s
                 THEN jsonb_build_object('score', al.score, 'right', al.num_correct, 'total', al.num_total, 'source', al.source)
+                WHEN al.kind = %(judge)s
+                THEN jsonb_build_object('value', al.value, 'reason', al.reason, 'source', al.source)
                 ELSE jsonb_build_object('score', al.score, 'source', al.source)
             END
             ORDER BY al.id
@@ -83,7 +85,7 @@ _HINTS = """
         '{{}}'::jsonb
     ) AS shown
     FROM {auto} al
-    WHERE al.step_id = {step_ref} AND al.kind IN (%(mc)s, %(prm)s)
+    WHERE al.step_id = {step_ref} AND al.kind IN (%(mc)s, %(prm)s, %(judge)s)
 """
 
 # The required-steps rule, once: `labels` is every step of the target's solution with the
@@ -280,6 +282,7 @@ def label_save_statement(
         "overseer": list(OVERSEER_ROLES),
         "mc": AutoLabel.Kind.MC,
         "prm": AutoLabel.Kind.PRM,
+        "judge": AutoLabel.Kind.JUDGE,
         "value": 0 if value is None else value,
         "write": value is not None,
         "category": category,
@@ -532,7 +535,7 @@ def labelling_screen_statement(
     images (none when `item_id` is None) and the steps still required by the project's label mode."""
     params = {
         "solution": int(solution_id), "item": item_id or 0, "user": annotator_id, "label_mode": label_mode,
-        "with_hints": with_hints, "mc": AutoLabel.Kind.MC, "prm": AutoLabel.Kind.PRM,
+        "with_hints": with_hints, "mc": AutoLabel.Kind.MC, "prm": AutoLabel.Kind.PRM, "judge": AutoLabel.Kind.JUDGE,
         "first_error": LabelMode.FIRST_ERROR,
     }
     images, steps, missing = _read(_screen_sql(), params)

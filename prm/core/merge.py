@@ -1,7 +1,10 @@
 """The one merge resolver: which label each step of a solution carries, for export, training and evaluation.
 
 Order (DESIGN.md "Merge"): adjudicated or imported gold > human majority > machine label, where the
-machine label is the Monte Carlo value or advantage label, else an imported discrete label. A merged
+machine label is the Monte Carlo value or advantage label, else an imported discrete label. An LLM
+judge's verdict is a source of its own (`use_judge`), after the machine label or, with
+`judge_first`, before it; `mc_judge_consensus` keeps a machine-sourced step only where the MC (or
+imported) label and the judge agree, as multimodal PRM datasets filter MC labels with a judge. A merged
 label is three-valued (+1 correct, 0 neutral, -1 incorrect) or None (no usable label, or dropped by
 the policy); `training_label` maps it to the PRM's "+" / "-" / no loss. Pure: no Django.
 """
@@ -29,6 +32,12 @@ class MergePolicy:
     # A neutral step (human 0, advantage "=") raises no issue, and the PRM answers "+" when it finds none.
     neutral: Literal["positive", "negative", "skip"] = "positive"
     consensus_filter: bool = False  # no label on steps whose machine label disagrees with the human one
+    use_judge: bool = False  # the LLM judge's verdict as a source (where no gold, human or earlier source)
+    judge_first: bool = False  # the judge before the MC / imported machine label (else after it)
+    judge_source: str = ""  # which judge model's labels ("" = each step's newest judge label)
+    # A step labelled by a machine (MC / imported / judge) keeps its label only when the machine label
+    # and the judge's both exist and agree; gold and human labels are kept as they are.
+    mc_judge_consensus: bool = False
     validation_fraction: float = 0.1
     seed: int = 0
 
@@ -54,7 +63,7 @@ class MergePolicy:
 
 
 # Where a merged label came from.
-Source = Literal["gold", "human", "machine"]
+Source = Literal["gold", "human", "machine", "judge"]
 
 
 @dataclass(frozen=True)
@@ -81,25 +90,45 @@ def human_majority(values: Sequence[int], *, only_agreed: bool = False) -> int |
     return counts[0][0]
 
 
-def mc_value_label(score: float | None, *, threshold: float) -> int | None:
-    """The Monte Carlo value label: +1 when mc_i > threshold, else -1; None without an estimate."""
-    if score is None:
-        return None
-    return 1 if score > threshold else -1
+def mc_value_label(score: float | None, *, threshold: float, value: int | None = None) -> int | None:
+    """The Monte Carlo value label: +1 when mc_i > threshold, else -1; None without an estimate.
+
+    A run that stops sampling early (adaptive, first-error search) has no mc_i, only the value
+    label it stored: +1 when some completion reached the answer, which is mc_i > 0. It stands
+    for VisualPRM's threshold 0 only; under another threshold such a step has no label.
+    """
+    if score is not None:
+        return 1 if score > threshold else -1
+    if value is not None and threshold == 0:
+        return value
+    return None
 
 
 def machine_labels(
-    *, mc_scores: Sequence[float | None], imported: Sequence[int | None], policy: MergePolicy
+    *,
+    mc_scores: Sequence[float | None],
+    imported: Sequence[int | None],
+    policy: MergePolicy,
+    mc_values: Sequence[int | None] | None = None,
 ) -> list[int | None]:
     """Per step of one solution: the MC value or advantage label (+1/0/-1), else the imported one.
 
+    `mc_values` are the value labels stored by runs without mc_i (see mc_value_label).
     Advantage: sign(mc_i - mc_{i-1}) within the tolerance; the first step, having no predecessor,
-    takes its value label; a step whose predecessor has no MC estimate gets none.
+    takes its value label; a step whose predecessor has no mc_i gets none, and so does a step
+    without one.
     """
+    values = mc_values if mc_values is not None else [None] * len(mc_scores)
     labels: list[int | None] = []
     for index, score in enumerate(mc_scores):
         if score is None:
-            labels.append(imported[index])
+            early = mc_value_label(None, threshold=policy.mc_threshold, value=values[index])
+            if early is not None and (policy.mc_label == "value" or index == 0):
+                labels.append(early)
+            elif early is not None:
+                labels.append(None)
+            else:
+                labels.append(imported[index])
             continue
         if policy.mc_label == "value" or index == 0:
             labels.append(mc_value_label(score, threshold=policy.mc_threshold))
@@ -122,14 +151,16 @@ def training_label(value: int | None, policy: MergePolicy) -> bool | None:
     return value > 0
 
 
-def merged_label(*, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy) -> MergedLabel:
-    """One step's label: gold > human majority > machine, then the neutral "skip" and the consensus filter."""
+def merged_label(
+    *, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy, judge: int | None = None
+) -> MergedLabel:
+    """One step's label: gold > human majority > machine and judge (in the policy's order), then the
+    neutral "skip", the consensus filter and the MC-judge consensus filter."""
+    machines = [(machine, "machine", policy.use_machine), (judge, "judge", policy.use_judge)]
+    if policy.judge_first:
+        machines.reverse()
     chosen = NO_LABEL
-    for value, source, enabled in (
-        (gold, "gold", policy.use_gold),
-        (human, "human", policy.use_human),
-        (machine, "machine", policy.use_machine),
-    ):
+    for value, source, enabled in ((gold, "gold", policy.use_gold), (human, "human", policy.use_human), *machines):
         if enabled and value is not None:
             chosen = MergedLabel(value, source)
             break
@@ -139,6 +170,9 @@ def merged_label(*, gold: int | None, human: int | None, machine: int | None, po
     if policy.consensus_filter and chosen.source in ("gold", "human") and machine is not None:
         machine_target = training_label(machine, policy)
         if machine_target is not None and machine_target != target:
+            return NO_LABEL
+    if policy.mc_judge_consensus and chosen.source in ("machine", "judge"):
+        if machine is None or judge is None or training_label(machine, policy) != training_label(judge, policy):
             return NO_LABEL
     return chosen
 
@@ -150,18 +184,21 @@ def solution_labels(
     mc_scores: Sequence[float | None],
     imported: Sequence[int | None],
     policy: MergePolicy,
+    mc_values: Sequence[int | None] | None = None,
+    judge: Sequence[int | None] | None = None,
 ) -> list[MergedLabel]:
     """The merged label of every step of one solution (per-step inputs in step order)."""
-    machine = machine_labels(mc_scores=mc_scores, imported=imported, policy=policy)
+    machine = machine_labels(mc_scores=mc_scores, imported=imported, policy=policy, mc_values=mc_values)
+    judged = list(judge) if judge is not None else [None] * len(machine)
     return [
-        merged_label(gold=g, human=h, machine=m, policy=policy)
-        for g, h, m in zip(gold, human, machine, strict=True)
+        merged_label(gold=g, human=h, machine=m, judge=j, policy=policy)
+        for g, h, m, j in zip(gold, human, machine, judged, strict=True)
     ]
 
 
 def resolve_step_label(
-    *, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy
+    *, gold: int | None, human: int | None, machine: int | None, policy: MergePolicy, judge: int | None = None
 ) -> tuple[bool | None, str | None]:
     """The training label of one step (True "+", False "-", None no loss) and where it came from."""
-    label = merged_label(gold=gold, human=human, machine=machine, policy=policy)
+    label = merged_label(gold=gold, human=human, machine=machine, judge=judge, policy=policy)
     return training_label(label.value, policy), label.source

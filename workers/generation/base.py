@@ -74,6 +74,8 @@ class GenerationRequest:
     continuation: str = ""  # a partial assistant message the completions continue
     n: int = 1
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    # OpenAI's structured-output request (a JSON schema); servers that support it constrain decoding.
+    response_format: dict | None = None
 
 
 class GenerationBackend(ABC):

@@ -79,6 +79,8 @@ def chat_payload(request: GenerationRequest, *, model: str) -> dict:
     }
     if sampling.seed is not None:
         payload["seed"] = sampling.seed
+    if request.response_format is not None:
+        payload["response_format"] = request.response_format
     if request.continuation:
         payload["messages"].append({"role": "assistant", "content": request.continuation})
         payload["continue_final_message"] = True
@@ -129,10 +131,12 @@ class OpenAIBackend(GenerationBackend):
         except json.JSONDecodeError as exc:
             raise TransientJobError(f"{method} {path}: the reply is not JSON") from exc
 
+    def chat(self, request: GenerationRequest) -> dict:
+        """The server's raw /chat/completions reply to one request (choices, usage, ...)."""
+        return self._call("POST", "/chat/completions", chat_payload(request, model=self.model), timeout=self.timeout)
+
     def _complete(self, request: GenerationRequest) -> list[Completion]:
-        reply = self._call(
-            "POST", "/chat/completions", chat_payload(request, model=self.model), timeout=self.timeout
-        )
+        reply = self.chat(request)
         choices = sorted(reply.get("choices", []), key=lambda choice: choice.get("index", 0))
         if len(choices) != request.n:
             raise TransientJobError(f"asked for {request.n} completions, the server returned {len(choices)}")

@@ -58,13 +58,32 @@ def request_from_payload(payload: dict) -> GenerationRequest:
         max_new_tokens=int(payload.get("max_tokens") or 256),
         seed=payload.get("seed"),
     )
+    response_format = payload.get("response_format")
+    if response_format is not None and not isinstance(response_format, dict):
+        raise BadRequest("response_format must be an object")
     return GenerationRequest(
         messages=messages,
         images=images,
         continuation=continuation,
         n=int(payload.get("n", 1)),
         sampling=sampling,
+        response_format=response_format,
     )
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def usage_of(request: GenerationRequest, completions) -> dict:
+    """OpenAI's `usage` block. This server counts words (and one per image), not model tokens."""
+    prompt = sum(
+        word_count(part.get("text", "")) if part["type"] == "text" else 1
+        for message in request.messages
+        for part in message["content"]
+    ) + word_count(request.continuation)
+    completion = sum(word_count(c.text) for c in completions)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def make_handler(backend: GenerationBackend, model: str, lock: contextlib.AbstractContextManager):
@@ -123,6 +142,7 @@ def make_handler(backend: GenerationBackend, model: str, lock: contextlib.Abstra
                     "object": "chat.completion",
                     "model": model,
                     "choices": choices,
+                    "usage": usage_of(request, completions),
                 },
             )
 
@@ -162,16 +182,30 @@ class OpenAICompatibleServer:
 def main() -> None:
     import argparse
 
-    from workers.generation.transformers_backend import TransformersBackend
-
     parser = argparse.ArgumentParser(description="Serve a local model folder as an OpenAI-compatible API.")
-    parser.add_argument("model_path")
+    parser.add_argument("model_path", nargs="?", help="A local transformers model folder (not with --scripted-judge).")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--scripted-judge", action="store_true",
+        help="Serve the deterministic test judge (workers.generation.scripted_judge) as model 'scripted-judge'.",
+    )
+    parser.add_argument("--concurrent", action="store_true", help="Serve requests in parallel (as vLLM batches them).")
     args = parser.parse_args()
-    backend = TransformersBackend(model_path=args.model_path)
-    server = OpenAICompatibleServer(backend, model=backend.name, host=args.host, port=args.port)
-    print(f"serving {backend.name} at {server.base_url}")
+    if args.scripted_judge:
+        from workers.generation.scripted_judge import ScriptedJudge
+
+        backend = ScriptedJudge()
+    elif args.model_path:
+        from workers.generation.transformers_backend import TransformersBackend
+
+        backend = TransformersBackend(model_path=args.model_path)
+    else:
+        parser.error("give a model folder, or --scripted-judge")
+    server = OpenAICompatibleServer(
+        backend, model=backend.name, host=args.host, port=args.port, concurrent=args.concurrent
+    )
+    print(f"serving {backend.name} at {server.base_url}", flush=True)
     server.httpd.serve_forever()
 
 

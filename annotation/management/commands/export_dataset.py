@@ -70,6 +70,13 @@ class Command(BaseCommand):
         policy.add_argument("--advantage-tolerance", type=float, default=0.0, help="Advantage label: = within this.")
         policy.add_argument("--consensus-filter", action="store_true",
                             help="No label where the machine label disagrees with the human one.")
+        policy.add_argument("--use-judge", action="store_true",
+                            help="The LLM judge's verdict as a source, after the MC / imported machine label.")
+        policy.add_argument("--judge-first", action="store_true", help="With --use-judge: the judge before MC.")
+        policy.add_argument("--judge-source", default="",
+                            help="Which judge model's labels (--label-source judge and merged; default: each step's newest).")
+        policy.add_argument("--mc-judge-consensus", action="store_true",
+                            help="Keep a machine-labelled step only where the MC label and the judge agree.")
         policy.add_argument("--merge-policy", type=_policy_json, metavar="JSON",
                             help="Every merge setting at once: a training run's recorded merge_policy object.")
 
@@ -90,7 +97,9 @@ class Command(BaseCommand):
                     label_source=options["label_source"], only_agreed=options["only_agreed"],
                     mc_label=options["mc_label"], mc_threshold=options["mc_threshold"],
                     advantage_tolerance=options["advantage_tolerance"],
-                    consensus_filter=options["consensus_filter"], **chosen,
+                    consensus_filter=options["consensus_filter"], use_judge=options["use_judge"],
+                    judge_first=options["judge_first"], judge_source=options["judge_source"],
+                    mc_judge_consensus=options["mc_judge_consensus"], **chosen,
                 )
         except ValueError as exc:
             raise CommandError(f"merge policy: {exc}") from exc

@@ -1,4 +1,4 @@
-"""manage.py evaluate_prm --project NAME (--model DIR | --version ID) --out report.json"""
+"""manage.py evaluate_prm --project NAME (--model DIR | --version ID | --judge-labels [JUDGE]) --out report.json"""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import Project
-from prm.benchmark import benchmark_evaluate, benchmark_record, benchmark_solution_count
+from prm.benchmark import (
+    benchmark_evaluate,
+    benchmark_record,
+    benchmark_solution_count,
+    judge_benchmark_evaluate,
+)
 from prm.models import PRMVersion
 
 
@@ -29,6 +34,10 @@ class Command(BaseCommand):
         model = parser.add_mutually_exclusive_group(required=True)
         model.add_argument("--model", type=Path, help="A PRM model folder.")
         model.add_argument("--version", type=int, help="A PRM version id (its report is also kept for the page).")
+        model.add_argument(
+            "--judge-labels", nargs="?", const="", metavar="JUDGE",
+            help="Score the stored LLM judge labels instead of a PRM (the judge model; default: the one with most labels).",
+        )
         parser.add_argument("--out", required=True, type=Path, help="Report JSON file to write.")
         parser.add_argument("--max-tokens", type=int, help="Context limit (default: the model's); longer solutions are reported, not scored.")
         parser.add_argument("--resamples", type=int, default=1000, help="Bootstrap resamples for the 95%% interval.")
@@ -38,6 +47,21 @@ class Command(BaseCommand):
         target = Project.objects.filter(name=project).first()
         if target is None:
             raise CommandError(f"no project named {project!r}")
+        if options["judge_labels"] is not None:
+            if options["resamples"] < 1:
+                raise CommandError("--resamples must be at least 1")
+            try:
+                report = judge_benchmark_evaluate(
+                    project=target, source=options["judge_labels"], resamples=options["resamples"]
+                )
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            out.write_text(json.dumps(report, indent=2))
+            self.stdout.write(f"judge {report['judge']['source']}: {report['num_scored_solutions']} solutions scored, "
+                              f"{report['unjudged']['count']} not labelled in full")
+            self.stdout.write(_summary(report))
+            self.stdout.write(f"Wrote {out}")
+            return
         prm_version = None
         if version is not None:
             prm_version = PRMVersion.objects.filter(pk=version).first()

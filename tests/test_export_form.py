@@ -1,0 +1,193 @@
+"""The export form on the jobs page: every filter and format option of `export_dataset`, the images zip
+beside JSON lines, progress in one unit; cancel and make-live ask first; the MC form's local default."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pyarrow.parquet as pq
+import pytest
+
+from annotation.models import GoldLabel, Project, Role, Solution
+from prm.models import PRMVersion, PromotionDecision
+from tests.factories import add_member, make_solution
+from workers.models import Job, JobChunk
+from workers.tasks import run_job_chunk
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _labelled(project: Project, n: int = 3, values=(1, 0)) -> list[Solution]:
+    solutions = []
+    for i in range(n):
+        solution = make_solution(project, f"q{i}", [f"step a {i}", f"step b {i}"], color=(10 * i, 40, 90))
+        for step, value in zip(solution.steps.order_by("index"), values, strict=True):
+            GoldLabel.objects.create(step=step, value=value, source=GoldLabel.Source.IMPORTED, origin="test")
+        solutions.append(solution)
+    return solutions
+
+
+@pytest.fixture
+def admin(client, make_user, project):
+    add_member(project, make_user("lead"), Role.ADMIN)
+    client.login(username="lead", password="pw-lead")
+    return client
+
+
+def _export(client, project, data: dict) -> Job:
+    response = client.post(f"/projects/{project.id}/jobs/export/", data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    job = Job.objects.filter(kind=Job.Kind.EXPORT).latest("id")
+    for chunk_id in JobChunk.objects.filter(job=job).values_list("id", flat=True):
+        run_job_chunk.apply(args=[chunk_id])
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    return job
+
+
+def _download(client, project, job, which: str = "") -> bytes:
+    response = client.get(f"/projects/{project.id}/jobs/{job.id}/download/{which}")
+    assert response.status_code == 200
+    return b"".join(response.streaming_content)
+
+
+def test_the_form_offers_every_option_of_the_command(admin, project):
+    page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
+    for name in ("format", "file_format", "neutral", "images_zip", "label_source", "complete_only", "only_agreed",
+                 "only_adjudicated", "since", "until", "mc_label", "mc_threshold", "advantage_tolerance",
+                 "consensus_filter"):
+        assert f'name="{name}"' in page, name
+
+
+def test_trl_stepwise_as_jsonl_with_neutral_negative_and_the_images_zip_beside_it(admin, project):
+    _labelled(project, 3, values=(1, 0))
+    job = _export(admin, project, {"format": "trl-stepwise", "file_format": "jsonl", "neutral": "negative",
+                                   "images_zip": "on", "label_source": "gold"})
+    assert (job.progress_done, job.progress_total) == (3, 3), "progress counts solutions, out of those selected"
+    assert job.counts == {"solutions_read": 3, "records_written": 3, "images": 3}
+    rows = [json.loads(line) for line in _download(admin, project, job).decode().splitlines()]
+    assert [row["labels"] for row in rows] == [[True, False]] * 3, "neutral steps written as negative"
+    with zipfile.ZipFile(io.BytesIO(_download(admin, project, job, "images/"))) as archive:
+        names = archive.namelist()
+    assert len(names) == 3 and all(name in names for row in rows for name in row["images"])
+    page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
+    assert "records written: 3" in page and "3 / 3 solutions" in page and "Images zip" in page
+    assert "records_written" not in page
+
+
+def test_trl_stepwise_as_parquet_and_neutral_skip(admin, project):
+    _labelled(project, 2, values=(1, 0))
+    job = _export(admin, project, {"format": "trl-stepwise", "file_format": "parquet", "neutral": "skip",
+                                   "label_source": "gold"})
+    table = pq.read_table(io.BytesIO(_download(admin, project, job)))
+    assert table.column("labels").to_pylist() == [[True], [True]], "the row ends before the first neutral step"
+    assert not job.images_file
+
+
+def test_filters_reach_the_export(admin, project):
+    solutions = _labelled(project, 3, values=(1, -1))
+    Solution.objects.filter(pk=solutions[0].pk).update(created_at="2020-01-01T00:00:00Z")
+    job = _export(admin, project, {"format": "visualprocessbench", "label_source": "gold", "since": "2021-01-01"})
+    assert job.counts["records_written"] == 2 and job.progress_total == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"format": "trl-stepwise", "file_format": "parquet", "images_zip": "on"}, "images zip goes beside JSON lines only"),
+        ({"format": "visualprocessbench", "file_format": "parquet"}, "writes jsonl"),
+        ({"format": "visualprocessbench", "since": "yesterday"}, "Enter a valid date/time"),
+        ({"format": "visualprocessbench", "mc_threshold": "2"}, "less than or equal to 1"),
+    ],
+)
+def test_a_refused_export_says_why_next_to_the_form(admin, project, data, message):
+    response = admin.post(f"/projects/{project.id}/jobs/export/", data)
+    assert response.status_code == 400
+    body = response.content.decode()
+    section = body[body.index('id="export-job"'):body.index('id="sample-job"')]
+    assert message in section and "The job was not started" in section
+    assert not Job.objects.exists()
+
+
+def test_cancel_asks_first_then_cancels(admin, project):
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    JobChunk.objects.create(job=job, index=0)
+    page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
+    assert f'href="/projects/{project.id}/jobs/{job.id}/cancel/"' in page
+    confirm = admin.get(f"/projects/{project.id}/jobs/{job.id}/cancel/")
+    assert confirm.status_code == 200 and 'id="confirm-cancel"' in confirm.content.decode()
+    job.refresh_from_db()
+    assert job.status == "queued", "asking changes nothing"
+    done = admin.post(f"/projects/{project.id}/jobs/{job.id}/cancel/")
+    assert done.status_code == 302
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+def test_make_live_asks_first(admin, project, tmp_path):
+    live = PRMVersion.objects.create(project=project, name="v1", backbone="b", directory=str(tmp_path),
+                                     status=PRMVersion.Status.LIVE, metrics={"gold_macro_f1": 0.61})
+    candidate = PRMVersion.objects.create(project=project, name="v2", backbone="b", directory=str(tmp_path),
+                                          metrics={"gold_macro_f1": 0.7})
+    confirm = admin.get(f"/projects/{project.id}/prm/versions/{candidate.id}/promote/").content.decode()
+    assert 'id="confirm-promote"' in confirm and "0.700" in confirm and "0.610" in confirm and "retires" in confirm
+    candidate.refresh_from_db()
+    assert candidate.status == "candidate" and not PromotionDecision.objects.exists()
+    admin.post(f"/projects/{project.id}/prm/versions/{candidate.id}/promote/")
+    candidate.refresh_from_db(), live.refresh_from_db()
+    assert candidate.status == "live" and live.status == "retired"
+
+
+def test_kept_without_a_live_version_does_not_say_it_lost_to_one(admin, project, tmp_path):
+    version = PRMVersion.objects.create(project=project, name="v1", backbone="b", directory=str(tmp_path))
+    PromotionDecision.objects.create(project=project, version=version, action=PromotionDecision.Action.KEPT_CANDIDATE,
+                                     reason="no live version; held-out macro F1 0.4 does not beat chance (0.5)")
+    page = admin.get(f"/projects/{project.id}/prm/versions/").content.decode()
+    assert "did not beat the live version" not in page and "no live version to compare" in page
+
+
+def test_the_mc_form_defaults_to_the_local_model_without_servers(admin, project, settings, tmp_path):
+    settings.STEPMARK_GENERATION_SERVERS = {}
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "config.json").write_text("{}")
+    settings.STEPMARK_DEFAULT_BACKBONE = tmp_path / "tiny"
+    page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
+    mc = page[page.index('id="mc-job"'):page.index('id="prelabel-job"')]
+    assert '<option value="transformers" selected>' in mc
+    assert f'value="{tmp_path / "tiny"}"' in mc
+
+
+@pytest.mark.parametrize("who", ["anonymous", "outsider", "annotator", "reviewer", "other_admin", "staff"])
+def test_new_job_pages_are_for_the_projects_admins(client, make_user, project, who, tmp_path):
+    other = Project.objects.create(name="other")
+    _labelled(project, 1)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    JobChunk.objects.create(job=job, index=0)
+    done = Job.objects.create(kind=Job.Kind.EXPORT, project=project, status=Job.Status.DONE, params={})
+    done.images_file.save("x-images.zip", io.BytesIO(b"zip"))
+    version = PRMVersion.objects.create(project=project, name="v2", backbone="b", directory=str(tmp_path))
+    if who != "anonymous":
+        user = make_user(who, staff=who == "staff")
+        if who in ("annotator", "reviewer"):
+            add_member(project, user, who)
+        elif who == "other_admin":
+            add_member(other, user, Role.ADMIN)
+        client.login(username=who, password="pw-" + who)
+    base = f"/projects/{project.id}"
+    responses = [
+        client.get(f"{base}/jobs/{job.id}/cancel/"), client.post(f"{base}/jobs/{job.id}/cancel/"),
+        client.get(f"{base}/jobs/{done.id}/download/images/"),
+        client.get(f"{base}/prm/versions/{version.id}/promote/"), client.post(f"{base}/prm/versions/{version.id}/promote/"),
+        client.post(f"{base}/jobs/export/", {"format": "visualprocessbench"}),
+    ]
+    job.refresh_from_db(), version.refresh_from_db()
+    if who == "staff":
+        assert [r.status_code for r in responses] == [200, 302, 200, 200, 302, 302]
+        assert job.status == "cancelled" and version.status == "live"
+        return
+    expected = {"anonymous": 302, "annotator": 403, "reviewer": 403}.get(who, 404)
+    assert [r.status_code for r in responses] == [expected] * 6
+    assert job.status == "queued" and version.status == "candidate", "nothing changed"
+    assert not PromotionDecision.objects.exists() and Job.objects.count() == 2
