@@ -279,3 +279,15 @@ def test_review_by_keyboard_next_previous_and_gold_keys(page, disputes):
     page.keyboard.press("d")  # next disputed: humans is adjudicated now, prm too: mc
     page.wait_for_url(lambda url: url.endswith(f"/review/solutions/{s['mc'].id}/"))
     assert Solution.objects.filter(pk=s["mc"].id).exists()
+
+
+@pytest.mark.django_db
+def test_a_new_automatic_kind_is_filtered_by_its_value_alone(disputes):
+    """The LLM judge kind (added after the filters were written) works with no code of its own."""
+    project, s, _ = disputes
+    AutoLabel.objects.create(step=_step(s["fresh"]), kind="judge", source="judge-model", value=-1, reason="wrong")
+    AutoLabel.objects.create(step=_step(s["imported"]), kind="judge", source="judge-model", value=-1, reason="no")
+    assert _keys(project, s, machine="judge") == ["imported"]  # fresh has no human label to disagree with
+    assert _keys(project, s, disputed=True) == ["humans", "mc", "prm", "imported"]
+    row = review_list_rows(solution_ids=[s["imported"].id])[0]
+    assert row.reasons == ["humans disagree with IMPORTED", "humans disagree with JUDGE"]
