@@ -7,6 +7,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 
 from annotation.models import Project, Role
 from annotation.services.people import INVITATION_DAYS, INVITATION_MAX_DAYS
+from prm.core.judge import prompt_problems
 
 PROJECT_SETTINGS_FIELDS = [
     "name",
@@ -17,13 +18,35 @@ PROJECT_SETTINGS_FIELDS = [
     "max_steps",
     "show_machine_labels",
     "show_reference_answer",
-    # ERROR CATEGORIES: once Project has them (another change adds the fields), list them here:
-    # "error_categories_enabled", "error_categories",
+    "error_categories_enabled",
+    "error_categories",
+    "judge_prompt",
 ]
+
+
+class CategoryLinesField(forms.CharField):
+    """The project's error categories, one per line (stored as a JSON list)."""
+
+    widget = forms.Textarea(attrs={"rows": 7})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(value)
+        return value
+
+    def to_python(self, value):
+        lines = [line.strip() for line in (super().to_python(value) or "").splitlines()]
+        return [line for line in lines if line]
 
 
 class ProjectSettingsForm(forms.ModelForm):
     """Every setting of a project a project admin may edit."""
+
+    error_categories = CategoryLinesField(
+        required=False,
+        label="Error categories (one per line)",
+        help_text='Offered, in this order, on keys 1 to 9 after "incorrect"; "other" takes a note.',
+    )
 
     class Meta:
         model = Project
@@ -35,6 +58,8 @@ class ProjectSettingsForm(forms.ModelForm):
             "max_steps": "Max steps per solution",
             "show_machine_labels": "Annotators see machine hints (MC and PRM scores, judge verdicts)",
             "show_reference_answer": "Annotators see the reference answer",
+            "error_categories_enabled": "An incorrect step may carry an error category",
+            "judge_prompt": "LLM judge prompt (empty: the default)",
         }
         help_texts = {
             "overlap": "How many different annotators label each solution. Raising it reopens finished solutions.",
@@ -47,6 +72,7 @@ class ProjectSettingsForm(forms.ModelForm):
             "overlap": forms.NumberInput(attrs={"min": 1, "max": 50}),
             "gold_rate": forms.NumberInput(attrs={"min": 0, "max": 1, "step": "any"}),
             "max_steps": forms.NumberInput(attrs={"min": 1, "max": 200}),
+            "judge_prompt": forms.Textarea(attrs={"rows": 8}),
         }
 
     def clean_overlap(self) -> int:
@@ -61,6 +87,19 @@ class ProjectSettingsForm(forms.ModelForm):
             raise forms.ValidationError("The gold-check rate is a share: a number from 0 to 1 (0.05 is one item in 20).")
         return rate
 
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("error_categories_enabled") and not cleaned.get("error_categories"):
+            self.add_error("error_categories", "List at least one category, one per line, or turn error categories off.")
+        return cleaned
+
+    def clean_judge_prompt(self) -> str:
+        prompt = (self.cleaned_data.get("judge_prompt") or "").strip()
+        problems = prompt_problems(prompt) if prompt else []
+        if problems:
+            raise forms.ValidationError("; ".join(problems).capitalize() + ".")
+        return prompt
+
     def clean_max_steps(self) -> int | None:
         steps = self.cleaned_data["max_steps"]
         if steps is not None and not 1 <= steps <= 200:
@@ -70,6 +109,8 @@ class ProjectSettingsForm(forms.ModelForm):
 
 class ProjectCreateForm(ProjectSettingsForm):
     """A new project: the settings page offers the rest once it exists."""
+
+    error_categories = None  # a declared field of the settings form: not offered here
 
     class Meta(ProjectSettingsForm.Meta):
         fields = ["name", "label_mode", "overlap", "guidelines"]

@@ -510,3 +510,31 @@ def test_two_people_racing_for_one_link_make_one_account(make_user):
     assert sorted(outcomes) == ["joined", "used"]
     assert get_user_model().objects.filter(username__in=["first", "second"]).count() == 1
     assert Membership.objects.filter(project=project, role=Role.ANNOTATOR).count() == 1
+
+
+def test_settings_edit_error_categories_one_per_line_and_the_judge_prompt(team):
+    project, _, people = team
+    client = _client(people["admin"])
+    url = reverse("project-settings", args=[project.id])
+    page = client.get(url).content.decode()
+    assert 'name="error_categories_enabled"' in page and 'name="judge_prompt"' in page
+    assert "visual perception\nreasoning" in page  # the default list, one per line
+    base = {"name": project.name, "guidelines": "", "label_mode": "all_steps", "overlap": 1, "gold_rate": 0}
+    before = _state(project)
+    refused = [
+        ({"error_categories_enabled": "on", "error_categories": "\n \n"}, "List at least one category"),
+        ({"error_categories": "reasoning\nreasoning"}, "reasoning"),
+        ({"judge_prompt": "Judge this."}, "The prompt must contain {question}"),
+    ]
+    for extra, message in refused:
+        response = client.post(url, base | extra)
+        assert response.status_code == 400 and message in response.content.decode(), extra
+        assert _state(project) == before, extra
+    prompt = "Question: {question}\nSteps:\n{steps}\nAnswer in JSON."
+    saved = client.post(url, base | {"error_categories_enabled": "on", "error_categories": " reading the figure \ncalculation\nother\n",
+                                     "judge_prompt": prompt})
+    assert saved.status_code == 302
+    project.refresh_from_db()
+    assert project.error_categories_enabled and project.error_categories == ["reading the figure", "calculation", "other"]
+    assert project.offered_error_categories == ["reading the figure", "calculation", "other"]
+    assert project.judge_prompt == prompt

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0013_judge_labels'),
+        ('annotation', '0011_judge_labels'),
     ]
 
     operations = [

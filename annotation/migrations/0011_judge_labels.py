@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0011_invitation'),
+        ('annotation', '0010_invitation'),
     ]
 
     operations = [
