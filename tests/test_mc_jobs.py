@@ -204,7 +204,7 @@ def short_lease(monkeypatch, settings):
 def test_killed_worker_mid_job_resumes_without_losing_or_duplicating(
     short_lease, celery_worker_process, project
 ):
-    policy = ScriptedPolicy(delay=0.4)
+    policy = ScriptedPolicy(delay=0.8)  # a chunk runs for seconds: the poll below cannot miss it
     server = OpenAICompatibleServer(policy, model="scripted").start()
     try:
         for i in range(6):
@@ -212,13 +212,18 @@ def test_killed_worker_mid_job_resumes_without_losing_or_duplicating(
         job = mc_job_start(
             project=project, backend=backend_params(server), strategy="exhaustive", k=2, solutions_per_chunk=1
         )
-        wait_for(
-            lambda: (
-                job.chunks.filter(status="done").count() >= 2 and job.chunks.filter(status="running").exists()
-            ),
-            timeout=60,
-            message="two chunks done and one running",
-        )
+        try:
+            wait_for(
+                lambda: (
+                    job.chunks.filter(status="done").count() >= 2 and job.chunks.filter(status="running").exists()
+                ),
+                timeout=120,  # a loaded machine starts the worker slowly
+                message="two chunks done and one running",
+            )
+        except AssertionError as exc:
+            stored = Job.objects.get(pk=job.pk)
+            states = list(job.chunks.order_by("pk").values_list("status", "attempts"))
+            raise AssertionError(f"{exc}: job {stored.status} {stored.error!r}, chunks {states}") from None
         celery_worker_process.kill()
         done_before = {c.pk: c.finished_at for c in job.chunks.filter(status="done")}
         interrupted = job.chunks.get(status="running")
