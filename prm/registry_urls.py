@@ -1,4 +1,5 @@
-"""The registry page and the PRM REST endpoints (scoring, ranking, versions), mounted at the site root."""
+"""The registry page and the PRM versions REST endpoints, mounted at the site root (scoring and ranking,
+which run on a worker, are in workers.api_urls)."""
 
 from django.urls import path
 
@@ -12,8 +13,6 @@ urlpatterns = [
     path("projects/<id:project_id>/prm/versions/<id:version_id>/promote/", registry_views.version_promote_action,
          name="prm-version-promote"),
     path("projects/<id:project_id>/prm/versions/rollback/", registry_views.rollback_action, name="prm-versions-rollback"),
-    path("api/prm/score/", api_views.ScoreView.as_view(), name="api-prm-score"),
-    path("api/prm/rank/", api_views.RankView.as_view(), name="api-prm-rank"),
     path("api/projects/<id:project_id>/prm-versions/", api_views.VersionListView.as_view(), name="api-prm-versions"),
     path("api/projects/<id:project_id>/prm-versions/<id:version_id>/promote/", api_views.VersionPromoteView.as_view(),
          name="api-prm-version-promote"),

@@ -13,8 +13,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_queues=(Queue("default"), Queue("gpu")),
     task_default_queue="default",
-    # Chunk tasks name their queue when sent (workers.services.queue_for); the reaper is light work.
-    task_routes={"workers.tasks.jobs_reap": {"queue": "default"}},
+    # Chunk tasks name their queue when sent (workers.services.queue_for); the reaper is light work;
+    # the scoring API's model runs where the models are.
+    task_routes={"workers.tasks.jobs_reap": {"queue": "default"}, "workers.tasks.scoring_request_run": {"queue": "gpu"}},
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,

@@ -134,12 +134,14 @@ class CeleryProcess:
 
     _count = 0
 
-    def __init__(self, env: dict, *, beat: bool = False, beat_schedule_file: Path | None = None):
+    def __init__(self, env: dict, *, beat: bool = False, beat_schedule_file: Path | None = None,
+                 queues: str = "default,gpu"):
         import os
 
         CeleryProcess._count += 1
         self.env = env
         self.beat = beat
+        self.queues = queues
         self.node = f"w{CeleryProcess._count}-{os.getpid()}@stepmark-test"
         self.schedule_file = beat_schedule_file
         self.log_path = ARTIFACTS / ("celery-beat.log" if beat else "celery-worker.log")
@@ -154,7 +156,7 @@ class CeleryProcess:
         if self.beat:
             args = ["beat", "--loglevel", "INFO", "--schedule", str(self.schedule_file)]
         else:
-            args = ["worker", "-Q", "default,gpu", "--pool", "solo", "--concurrency", "1", "-n", self.node,
+            args = ["worker", "-Q", self.queues, "--pool", "solo", "--concurrency", "1", "-n", self.node,
                     "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"]
         log = self.log_path.open("a")
         return subprocess.Popen(

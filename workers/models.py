@@ -115,3 +115,53 @@ class JobChunk(models.Model):
             # The reaper's scan: unfinished chunks by state.
             models.Index(fields=["status", "claimed_at"], name="jobchunk_status_claimed"),
         ]
+
+
+class ScoringRequest(models.Model):
+    """One call of the PRM scoring API (`POST /api/prm/score/`, `/api/prm/rank/`), served by a gpu worker.
+
+    The web process validates the request and stores it here (`payload`); the worker claims it with a
+    conditional UPDATE, runs the model and writes `result` (the API's response body) or `error`. There
+    is no Celery result backend: the web process reads the outcome from this row.
+    """
+
+    class Kind(models.TextChoices):
+        SCORE = "score"
+        RANK = "rank"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="scoring_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # The validated request: version name and directory, aggregation, question, steps or responses,
+    # and the images as the request's base64 strings or an item id.
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # A failure the request caused (a bad image, a missing model folder: 400), not the server (500).
+    bad_request = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["pending", "running", "done", "failed"]),
+                                   name="scoringrequest_status_valid"),
+            models.CheckConstraint(condition=Q(kind__in=["score", "rank"]), name="scoringrequest_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"PRM {self.kind} request #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)

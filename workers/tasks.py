@@ -11,6 +11,7 @@ from annotation.models import Project
 from workers.errors import TransientJobError
 from workers.registry import runner_for
 from workers.retraining import training_run_start_if_due
+from workers.scoring_services import scoring_request_serve
 from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail, jobs_reap
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,13 @@ def run_job_chunk(self, chunk_id: int) -> str:
         job_fail(chunk=chunk, error=f"{type(exc).__name__}: {exc}")
         return "failed"
     return "done"
+
+
+@shared_task(name="workers.tasks.scoring_request_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def scoring_request_run(request_id: int) -> str:
+    """The scoring API's model call, on the gpu queue (stepmark.celery routes it there). Idempotent:
+    the request is claimed once; a duplicate or late delivery finds it taken or finished."""
+    return scoring_request_serve(request_id=request_id)
 
 
 @shared_task(name="workers.tasks.retrain_if_due", ignore_result=True)  # prm.schedule.RETRAIN_TASK
