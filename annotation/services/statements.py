@@ -23,6 +23,7 @@ same queries through the ORM costs more Python per request than the database spe
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -141,9 +142,16 @@ def _hints(step_ref: str) -> str:
 
 
 def _sql(template: str, **fragments: str) -> str:
-    """`template` with the table names and the fragments (their own table names filled in) in place."""
+    """`template` with the table names and the fragments (their own table names filled in) in place,
+    its layout squeezed to single spaces outside quoted literals (the statements hold no `--` comments).
+
+    psycopg parses a statement's placeholders once and keeps it prepared only up to 4,096 characters
+    (MAX_CACHED_STATEMENT_LENGTH); past that it parses the text again on every request.
+    """
     tables = _tables()
-    return template.format(**tables, **{name: text.format(**tables) for name, text in fragments.items()})
+    text = template.format(**tables, **{name: text.format(**tables) for name, text in fragments.items()})
+    parts = text.split("'")
+    return "'".join(re.sub(r"\s+", " ", part) if i % 2 == 0 else part for i, part in enumerate(parts)).strip()
 
 
 def _run(sql: str, params: dict) -> tuple | None:
