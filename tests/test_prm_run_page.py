@@ -82,7 +82,14 @@ def test_admin_starts_a_run_from_the_runs_page(client, make_user, project):
     assert run.job.kind == Job.Kind.TRAIN and run.job.params == {"training_run_id": run.id}
 
     bad = client.post(f"/projects/{project.id}/prm/runs/start/", {"backbone": "", "learning_rate": "0.001"})
-    assert bad.status_code == 302 and TrainingRun.objects.count() == 1
+    assert bad.status_code == 400 and TrainingRun.objects.count() == 1
+    html = bad.content.decode()
+    form = html[html.index('action="/projects/%d/prm/runs/start/"' % project.id):]
+    form = form[:form.index("</form>")]
+    assert 'role="alert">Cannot start training:' in form, "the error sits inside the form that caused it"
+    typo = client.post(f"/projects/{project.id}/prm/runs/start/", {"backbone": "/no/such/folder", "learning_rate": "fast"})
+    assert typo.status_code == 400 and 'value="/no/such/folder"' in typo.content.decode()  # what was typed is kept
+    assert TrainingRun.objects.count() == 1
 
 
 def test_outsiders_get_404_and_annotators_403(client, make_user, project, running_run):

@@ -29,16 +29,21 @@ from workers.evaluate_runner import benchmark_job_start
 from workers.training_services import training_run_start
 
 
-@login_required
-def runs_page(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = project_for_admin(request.user, project_id)
+def _runs_page(request: HttpRequest, project, *, start_error: str = "", status: int = 200) -> HttpResponse:
     return render(request, "prm/runs.html", {
         "project": project,
         "runs": TrainingRun.objects.filter(project=project)[:50],
         "versions": PRMVersion.objects.filter(project=project)[:50],
         "defaults": TrainConfig(), "help": TrainConfig.help_texts(),
-        "default_backbone": settings.STEPMARK_DEFAULT_BACKBONE,
-    })
+        "backbone": request.POST.get("backbone", settings.STEPMARK_DEFAULT_BACKBONE) if start_error
+        else settings.STEPMARK_DEFAULT_BACKBONE,
+        "start_error": start_error,
+    }, status=status)
+
+
+@login_required
+def runs_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    return _runs_page(request, project_for_admin(request.user, project_id))
 
 
 @require_POST
@@ -58,9 +63,8 @@ def run_start(request: HttpRequest, project_id: int) -> HttpResponse:
             mc_label=form.get("mc_label", "value"), consensus_filter=bool(form.get("consensus_filter"))
         )
         run = training_run_start(project=project, config=config, merge_policy=policy, user=request.user)
-    except ValueError as exc:
-        messages.error(request, f"Cannot start training: {exc}")
-        return redirect("prm-runs", project_id=project.id)
+    except ValueError as exc:  # shown under the form that caused it, with what was typed
+        return _runs_page(request, project, start_error=f"Cannot start training: {exc}", status=400)
     return redirect("prm-run", project_id=project.id, run_id=run.id)
 
 
