@@ -57,7 +57,7 @@ def test_the_form_offers_every_option_of_the_command(admin, project):
     page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
     for name in ("format", "file_format", "neutral", "images_zip", "label_source", "complete_only", "only_agreed",
                  "only_adjudicated", "since", "until", "mc_label", "mc_threshold", "advantage_tolerance",
-                 "consensus_filter"):
+                 "consensus_filter", "use_judge", "judge_first", "mc_judge_consensus", "judge_source", "training_run"):
         assert f'name="{name}"' in page, name
 
 
@@ -191,3 +191,34 @@ def test_new_job_pages_are_for_the_projects_admins(client, make_user, project, w
     assert [r.status_code for r in responses] == [expected] * 6
     assert job.status == "queued" and version.status == "candidate", "nothing changed"
     assert not PromotionDecision.objects.exists() and Job.objects.count() == 2
+
+
+def test_a_training_runs_recorded_policy_exports_the_labels_it_trained_on(admin, project):
+    """The form's counterpart of `export_dataset --merge-policy`: every merge setting of a run at once."""
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import HumanLabel
+    from prm.core.merge import MergePolicy, training_label
+    from prm.models import TrainingRun
+    from prm.training_data import training_set_build
+
+    solutions = _labelled(project, 2, values=(1, -1))
+    neutral_step = solutions[0].steps.order_by("index")[1]
+    GoldLabel.objects.filter(step=neutral_step).delete()
+    for name in ("v1", "v2"):
+        voter = get_user_model().objects.create(username=name)
+        HumanLabel.objects.create(step=neutral_step, annotator=voter, value=0)
+    policy = MergePolicy(validation_fraction=0, neutral="skip", only_agreed=True)
+    run = TrainingRun.objects.create(project=project, merge_policy=policy.to_dict())
+    page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
+    assert f'<option value="{run.pk}">training run #{run.pk}' in page
+
+    job = _export(admin, project, {"format": "visualprocessbench", "label_source": "merged", "training_run": str(run.pk),
+                                   "neutral": "positive"})
+    records = [json.loads(line) for line in _download(admin, project, job).decode().splitlines()]
+    trained = {tuple(e.steps): e.labels for e in training_set_build(project=project, policy=policy).train}
+    exported = {tuple(r["response"]["steps"]): [training_label(v, policy) for v in r["response"]["process_correctness"]]
+                for r in records}
+    # The run's neutral "skip" leaves the neutral step unlabelled: not a complete solution for this format.
+    assert set(exported) == {("step a 1", "step b 1")} and exported[("step a 1", "step b 1")] == trained[("step a 1", "step b 1")]
+    assert '"neutral": "skip"' in json.dumps(job.params) and '"only_agreed": true' in json.dumps(job.params), job.params

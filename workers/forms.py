@@ -12,10 +12,12 @@ from django import forms
 from annotation.formats.guide import ALL_OPTIONS, IMPORT_GUIDE
 from annotation.formats.step_labels import DEFAULT_NEUTRAL, NEUTRAL_CHOICES
 from annotation.models import Item, Project
-from annotation.selectors import LABEL_SOURCES
+from annotation.selectors import LABEL_SOURCES, ExportFilters
 from annotation.services.dataset_export import EXPORT_FORMATS
 from prm.core import mc
 from prm.core.judge import prompt_problems
+from prm.core.merge import MergePolicy
+from prm.models import TrainingRun
 from workers.export_services import EXPORT_FLAGS
 from workers.generation.base import BACKENDS
 from workers.generation.openai_backend import generation_servers
@@ -259,17 +261,27 @@ class ExportJobForm(GroupedForm):
     consensus_filter = forms.BooleanField(required=False, label="consensus filter (no label where machine and human disagree)")
     use_judge = forms.BooleanField(required=False, label="judge after MC (the LLM judge's verdict where no gold, human or MC label)")
     mc_judge_consensus = forms.BooleanField(required=False, label="MC–judge consensus (a machine-labelled step only where MC and the judge agree)")
+    judge_first = forms.BooleanField(required=False, label="judge before MC (where both label a step)")
     judge_source = forms.CharField(required=False, max_length=100, label="Judge model (labels: judge or merged; blank: any)")
+    training_run = forms.ChoiceField(
+        required=False, label="Or: every merge setting of a training run (its recorded policy, as --merge-policy)",
+    )
     groups = (
         ("File", ("format", "file_format", "neutral", "images_zip")),
         ("Which solutions and labels", ("label_source", "complete_only", "only_agreed", "only_adjudicated", "since", "until")),
         ("Merge policy (labels: merged)", ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter",
-                                           "use_judge", "mc_judge_consensus", "judge_source")),
+                                           "use_judge", "judge_first", "mc_judge_consensus", "judge_source",
+                                           "training_run")),
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, project: Project | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["format"].choices = [(name, name) for name in sorted(EXPORT_FORMATS)]
+        runs = TrainingRun.objects.filter(project=project).order_by("-id")[:50] if project is not None else []
+        self.run_policies = {str(run.pk): run.merge_policy for run in runs}
+        self.fields["training_run"].choices = [("", "the settings above")] + [
+            (str(run.pk), f"training run #{run.pk} ({run.created_at:%Y-%m-%d %H:%M})") for run in runs
+        ]
         if self.is_bound:  # fields left out of a post (an older form, the API) take their defaults
             data = self.data.copy()
             for name in ("neutral", "label_source", "mc_label", "mc_threshold", "advantage_tolerance"):
@@ -279,13 +291,21 @@ class ExportJobForm(GroupedForm):
 
     def start_kwargs(self) -> dict:
         data = self.cleaned_data
-        filters = {name: data[name] for name in ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter")}
+        filters = {name: data[name] for name in ("mc_label", "mc_threshold", "advantage_tolerance", "consensus_filter",
+                                                 "judge_first")}
         for name in ("since", "until", "judge_source"):
             if data.get(name):
                 filters[name] = data[name]
+        flags = {flag for flag in EXPORT_FLAGS if data.get(flag)}
+        if data.get("training_run"):
+            # Exactly the labels that run trained on (the split aside): its policy replaces the fields above.
+            recorded = ExportFilters.for_policy(MergePolicy.from_dict(self.run_policies[data["training_run"]]))
+            policy_fields = ("only_agreed", "mc_label", "mc_threshold", "advantage_tolerance", "neutral",
+                             "consensus_filter", "use_judge", "judge_first", "judge_source", "mc_judge_consensus")
+            filters.update({name: getattr(recorded, name) for name in policy_fields})
         return {
             "format_name": data["format"], "label_source": data["label_source"],
-            "flags": {flag for flag in EXPORT_FLAGS if data.get(flag)},
+            "flags": flags,
             "filters": filters, "neutral": data["neutral"], "file_format": data.get("file_format") or None,
             "images_zip": data.get("images_zip", False),
         }

@@ -31,7 +31,7 @@ def _render_jobs(request: HttpRequest, project, *, bound=None, export_form=None,
     context = {
         "project": project,
         "jobs": project_jobs(project=project),
-        "export_form": export_form or ExportJobForm(),
+        "export_form": export_form or ExportJobForm(project=project),
         "forms": forms,
         "live_prm": live_prm_version(project=project),
         "judge_servers": generation_servers(),
@@ -128,7 +128,7 @@ def priority_refresh_view(request: HttpRequest, project_id: int) -> HttpResponse
 @login_required
 def export_job_start_view(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_for_admin(request.user, project_id)
-    form = ExportJobForm(request.POST)
+    form = ExportJobForm(request.POST, project=project)
     if form.is_valid():
         try:
             job = export_job_start(project=project, user=request.user, **form.start_kwargs())
