@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from annotation.models import Project, Solution
+from annotation.models import Project
 from prm.core.judge import DEFAULT_JUDGE_PROMPT, prompt_problems, prompt_version
 from workers.generation.base import backend_label
 from workers.generation.openai_backend import generation_servers
 from workers.models import Job
+from workers.selection import project_solution_ids, solution_chunks
 from workers.services import job_create
 
 JUDGE_SOLUTIONS_PER_CHUNK = 16
@@ -65,15 +66,7 @@ def judge_job_start(
         raise ValueError(f"temperature must be in [0, 2], got {temperature}")
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
-    solutions = Solution.objects.filter(item__project=project)
-    if solution_ids is not None:
-        solutions = solutions.filter(pk__in=solution_ids)
-        missing = sorted(set(solution_ids) - set(solutions.values_list("pk", flat=True)))
-        if missing:
-            raise ValueError(f"solutions {missing} are not in project {project.name!r}")
-    ids = list(solutions.filter(steps__isnull=False).distinct().order_by("pk").values_list("pk", flat=True))
-    size = max(1, solutions_per_chunk)
-    chunks = [{"params": {"solution_ids": ids[i : i + size]}, "size": len(ids[i : i + size])} for i in range(0, len(ids), size)]
+    ids = project_solution_ids(project=project, solution_ids=solution_ids, with_steps=True)
     return job_create(
         kind=Job.Kind.JUDGE,
         project=project,
@@ -87,6 +80,6 @@ def judge_job_start(
             "max_tokens": max_tokens,
             "concurrency": max(1, concurrency),
         },
-        chunks=chunks or [{"params": {"solution_ids": []}, "size": 0}],
+        chunks=solution_chunks(ids, per_chunk=solutions_per_chunk),
         user=user,
     )

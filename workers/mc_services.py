@@ -6,10 +6,11 @@ from dataclasses import asdict
 
 from django.db.models import Count, Q
 
-from annotation.models import Item, Project, Solution
+from annotation.models import Item, Project
 from prm.core import mc
 from workers.generation.base import BACKENDS, SamplingParams, backend_label
 from workers.models import Job
+from workers.selection import id_chunks, project_solution_ids
 from workers.services import job_create
 
 DEFAULT_SOLUTIONS_PER_CHUNK = 4
@@ -20,13 +21,6 @@ def _checked_backend(backend: dict) -> dict:
     if backend.get("backend") not in BACKENDS:
         raise ValueError(f"backend must name one of {', '.join(BACKENDS)}; got {backend.get('backend')!r}")
     return dict(backend)
-
-
-def _chunks(ids: list[int], size: int, key: str) -> list[dict]:
-    size = max(1, size)
-    return [
-        {"params": {key: ids[i : i + size]}, "size": len(ids[i : i + size])} for i in range(0, len(ids), size)
-    ]
 
 
 def mc_job_start(
@@ -58,14 +52,7 @@ def mc_job_start(
     if k < 1 or round_size < 1 or max_steps < 1:
         raise ValueError("k, round_size and max_steps must be at least 1")
     sampling_params = SamplingParams.from_dict({"temperature": 1.0, **(sampling or {})})
-    solutions = Solution.objects.filter(item__project=project)
-    if solution_ids is not None:
-        solutions = solutions.filter(pk__in=solution_ids)
-        found = set(solutions.values_list("pk", flat=True))
-        missing = sorted(set(solution_ids) - found)
-        if missing:
-            raise ValueError(f"solutions {missing} are not in project {project.name!r}")
-    ids = list(solutions.order_by("pk").values_list("pk", flat=True))
+    ids = project_solution_ids(project=project, solution_ids=solution_ids)
     backend = _checked_backend(backend)
     params = {
         "strategy": strategy,
@@ -82,7 +69,7 @@ def mc_job_start(
         kind=Job.Kind.MC_LABEL,
         project=project,
         params=params,
-        chunks=_chunks(ids, solutions_per_chunk, "solution_ids"),
+        chunks=id_chunks(ids, per_chunk=solutions_per_chunk),
         user=user,
     )
 
@@ -118,6 +105,6 @@ def sample_job_start(
         kind=Job.Kind.SAMPLE_SOLUTIONS,
         project=project,
         params=params,
-        chunks=_chunks(ids, items_per_chunk, "item_ids"),
+        chunks=id_chunks(ids, per_chunk=items_per_chunk, key="item_ids"),
         user=user,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from annotation.models import Project, Solution
 from workers.models import Job
 from workers.priority import solution_priority_update
+from workers.selection import project_solution_ids, solution_chunks
 from workers.services import job_create
 
 PRELABEL_SOLUTIONS_PER_CHUNK = 16
@@ -44,20 +45,12 @@ def prelabel_job_start(
     version = live_prm_version(project=project)
     if version is None:
         raise NoLivePRM(no_live_prm_message(project))
-    solutions = Solution.objects.filter(item__project=project)
-    if solution_ids is not None:
-        solutions = solutions.filter(pk__in=solution_ids)
-        missing = sorted(set(solution_ids) - set(solutions.values_list("pk", flat=True)))
-        if missing:
-            raise ValueError(f"solutions {missing} are not in project {project.name!r}")
-    ids = list(solutions.filter(steps__isnull=False).distinct().order_by("pk").values_list("pk", flat=True))
-    size = max(1, solutions_per_chunk)
-    chunks = [{"params": {"solution_ids": ids[i : i + size]}, "size": len(ids[i : i + size])} for i in range(0, len(ids), size)]
+    ids = project_solution_ids(project=project, solution_ids=solution_ids, with_steps=True)
     return job_create(
         kind=Job.Kind.PRM_PRELABEL,
         project=project,
         params={"version": version.name},
-        chunks=chunks or [{"params": {"solution_ids": []}, "size": 0}],
+        chunks=solution_chunks(ids, per_chunk=solutions_per_chunk),
         user=user,
     )
 

@@ -78,3 +78,28 @@ def selected_solutions(*, project: Project, selection: Selection) -> QuerySet[So
     if selection.kind == "all":
         return solutions
     return solutions.filter(item__in=selected_items(project=project, selection=selection))
+
+
+def project_solution_ids(*, project: Project, solution_ids=None, with_steps: bool = False) -> list[int]:
+    """The ids of `solution_ids` (all of the project's when None), in order; ValueError names any
+    that are not in `project`. `with_steps`: only solutions that have steps."""
+    solutions = Solution.objects.filter(item__project=project)
+    if solution_ids is not None:
+        solutions = solutions.filter(pk__in=solution_ids)
+        missing = sorted(set(solution_ids) - set(solutions.values_list("pk", flat=True)))
+        if missing:
+            raise ValueError(f"solutions {missing} are not in project {project.name!r}")
+    if with_steps:
+        solutions = solutions.filter(steps__isnull=False).distinct()
+    return list(solutions.order_by("pk").values_list("pk", flat=True))
+
+
+def id_chunks(ids: list[int], *, per_chunk: int, key: str = "solution_ids") -> list[dict]:
+    """Job chunks of at most `per_chunk` ids each, under `key` in each chunk's params."""
+    size = max(1, per_chunk)
+    return [{"params": {key: ids[i : i + size]}, "size": len(ids[i : i + size])} for i in range(0, len(ids), size)]
+
+
+def solution_chunks(ids: list[int], *, per_chunk: int) -> list[dict]:
+    """As id_chunks, with one empty chunk when there are no solutions (the job still runs and ends)."""
+    return id_chunks(ids, per_chunk=per_chunk) or [{"params": {"solution_ids": []}, "size": 0}]
