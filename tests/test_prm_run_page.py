@@ -84,7 +84,7 @@ def test_admin_starts_a_run_from_the_runs_page(client, make_user, project):
     bad = client.post(f"/projects/{project.id}/prm/runs/start/", {"backbone": "", "learning_rate": "0.001"})
     assert bad.status_code == 400 and TrainingRun.objects.count() == 1
     html = bad.content.decode()
-    form = html[html.index('action="/projects/%d/prm/runs/start/"' % project.id):]
+    form = html[html.index(f'action="/projects/{project.id}/prm/runs/start/"'):]
     form = form[:form.index("</form>")]
     assert 'role="alert">Cannot start training:' in form, "the error sits inside the form that caused it"
     typo = client.post(f"/projects/{project.id}/prm/runs/start/", {"backbone": "/no/such/folder", "learning_rate": "fast"})
