@@ -9,11 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from annotation.access import sees_machine_hints, sees_reference_answer
-from annotation.models import Assignment, AutoLabel, Item, ItemImage, Project, Solution
+from annotation.models import Assignment, Item, ItemImage, Project, Solution
 from annotation.services.statements import labelling_screen_statement
 from stepmark import rows
-
-HINT_KINDS = (AutoLabel.Kind.MC, AutoLabel.Kind.PRM, AutoLabel.Kind.JUDGE)
 
 
 @dataclass(frozen=True)
@@ -49,39 +47,6 @@ def labelling_screen(*, user, project: Project, solution: Solution) -> Labelling
         sees_hints=with_hints,
         missing_step_ids=row.missing_step_ids,
     )
-
-
-def hints_entry(
-    entry: dict, *, kind: str, source: str, score: float | None, right: int | None, total: int | None,
-    value: int | None = None, reason: str = "",
-) -> None:
-    """Add one machine label to a step's hints: the MC estimate with its counts, the PRM score, or
-    the LLM judge's verdict with its reason.
-
-    The same shape as statements._HINTS builds in SQL for the save and the screen."""
-    if kind == AutoLabel.Kind.MC:
-        entry["mc"] = {"score": score, "right": right, "total": total, "source": source}
-    elif kind == AutoLabel.Kind.PRM:
-        entry["prm"] = {"score": score, "source": source}
-    elif kind == AutoLabel.Kind.JUDGE:
-        entry["judge"] = {"value": value, "reason": reason, "source": source}
-
-
-HINT_FIELDS = ("kind", "source", "score", "num_correct", "num_total", "value", "reason")
-
-
-def step_hints(step_ids: list[int]) -> dict[int, dict]:
-    """Machine hints per step: the MC estimate with its counts, the PRM score and the judge's verdict
-    (the latest of each kind)."""
-    hints: dict[int, dict] = {}
-    for step_id, kind, source, score, right, total, value, reason in (
-        AutoLabel.objects.filter(step_id__in=step_ids, kind__in=HINT_KINDS)
-        .order_by("id")
-        .values_list("step_id", *HINT_FIELDS)
-    ):
-        hints_entry(hints.setdefault(step_id, {}), kind=kind, source=source, score=score, right=right, total=total,
-                    value=value, reason=reason)
-    return hints
 
 
 def item_images(*, item_id: int) -> list[tuple[int, str, int, int]]:

@@ -11,7 +11,7 @@ from psycopg import _queries
 from annotation.services import statements
 
 BUILDERS = ["_label_save_sql", "_next_item_sql", "_submit_sql", "_screen_sql", "_project_member_sql",
-            "_missing_sql", "_time_add_sql"]
+            "_time_add_sql"]
 
 
 @pytest.mark.parametrize("builder", BUILDERS)

@@ -14,7 +14,6 @@ from django.db.models import F
 from django.http import Http404
 
 from annotation.access import assignment_for_member, sees_machine_hints
-from annotation.labelling_reads import step_hints
 from annotation.models import Assignment, Step
 from annotation.services.labels import (
     LabelRejected,
@@ -23,7 +22,7 @@ from annotation.services.labels import (
     check_label_value,
     step_label_clear,
 )
-from annotation.services.statements import assignment_missing_step_ids, label_save_statement
+from annotation.services.statements import label_save_statement, labelling_screen_statement
 
 
 class AssignmentClosed(Exception):
@@ -147,7 +146,14 @@ def assignment_step_label_clear(*, user, project_id: int, assignment_id: int, st
     if not bumped:
         raise AssignmentClosed(Assignment.objects.values_list("status", flat=True).get(pk=assignment.pk))
     write = step_label_clear(step_id=step.id, annotator_id=user.pk)
-    sees_hints = sees_machine_hints(user, assignment.solution.item.project)
+    project = assignment.solution.project
+    sees_hints = sees_machine_hints(user, project)
+    # The hints and the steps still required, as the labelling screen reads them (one statement).
+    screen = labelling_screen_statement(
+        solution_id=assignment.solution_id, item_id=None, annotator_id=user.pk, label_mode=project.label_mode,
+        with_hints=sees_hints,
+    )
+    shown = next(row["hints"] for row in screen.steps if row["id"] == step.id)
     target = LabelTarget(
         project_id=project_id,
         assignment_id=assignment.pk,
@@ -156,7 +162,6 @@ def assignment_step_label_clear(*, user, project_id: int, assignment_id: int, st
         step_index=step.index,
         step_text=step.text,
         sees_hints=sees_hints,
-        hints=step_hints([step.id]).get(step.id, {}) if sees_hints else {},
+        hints=shown or {},
     )
-    missing = assignment_missing_step_ids(assignment_id=assignment.pk, annotator_id=user.pk)
-    return LabelSave(target=target, write=write, missing_step_ids=missing)
+    return LabelSave(target=target, write=write, missing_step_ids=screen.missing_step_ids)

@@ -13,8 +13,8 @@
 
 They share fragments: the access check (`_ACCESS`: a member of the project or staff; their own
 assignment; the project from the solution's own copy of it), the machine-hints JSON (`_HINTS`)
-and the required-steps rule (`_LABELS`, `_MISSING`), which `assignment_missing_step_ids` also
-runs for the pages and the API, so the page, the API and submit apply one rule. Building the
+and the required-steps rule (`_LABELS`, `_MISSING_IDS`), which the labelling screen also runs for
+the pages and the API, so the page, the API, the save and submit apply one rule. Building the
 same queries through the ORM costs more Python per request than the database spends answering
 (benchmarks/annotation_load.py: next item cost 2.5 ms of Python per request with one statement,
 8 ms with the ORM's five queries); everything else reads and writes through the ORM.
@@ -69,7 +69,7 @@ _ACCESS = """
       AND (m.role IS NOT NULL OR %(staff)s)
 """
 
-# The hints of step {step_ref} as annotators are shown them (labelling_reads.hints_entry's shape):
+# The hints of step {step_ref} as annotators are shown them (the one place their shape is written):
 # the latest machine label of each kind (jsonb keeps the last of duplicate keys, aggregated in id order).
 _HINTS = """
     SELECT COALESCE(
@@ -474,31 +474,6 @@ def _time_add_sql() -> str:
 def assignment_time_add_statement(*, assignment_id: int, seconds: int) -> None:
     """A heartbeat's seconds, by the same rule as submit's (here so the rule is written once)."""
     _run_no_result(_time_add_sql(), {"assignment": assignment_id, "seconds": seconds, "open": Assignment.Status.ASSIGNED})
-
-
-# --- the required steps, for the pages and the API ----------------------------------------
-
-
-@cache
-def _missing_sql() -> str:
-    return _sql(
-        """
-        WITH target AS (
-            SELECT a.solution_id, p.label_mode FROM {assignment} a
-            JOIN {solution} s ON s.id = a.solution_id JOIN {project} p ON p.id = s.project_id
-            WHERE a.id = %(assignment)s
-        ), {labels}
-        SELECT {missing_ids}
-        """,
-        labels=_labels("hl.value"),
-        missing_ids=_MISSING_IDS,
-    )
-
-
-def assignment_missing_step_ids(*, assignment_id: int, annotator_id: int) -> list[int]:
-    """The step ids the annotator must still label before submitting the assignment, in order."""
-    row = _run(_missing_sql(), {"assignment": assignment_id, "user": annotator_id, "first_error": LabelMode.FIRST_ERROR})
-    return (row[0] if row else None) or []
 
 
 # --- the labelling screen -----------------------------------------------------------------
