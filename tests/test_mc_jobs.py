@@ -218,6 +218,7 @@ def test_killed_worker_mid_job_resumes_without_losing_or_duplicating(
                     job.chunks.filter(status="done").count() >= 2 and job.chunks.filter(status="running").exists()
                 ),
                 timeout=120,  # a loaded machine starts the worker slowly
+                interval=0.02,  # a chunk can finish between two slower looks
                 message="two chunks done and one running",
             )
         except AssertionError as exc:
