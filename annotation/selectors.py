@@ -88,8 +88,11 @@ class ExportFilters:
         )
 
 
-def export_solution_ids(*, project: Project, filters: ExportFilters) -> Iterator[int]:
+def export_solution_ids(*, project: Project, filters: ExportFilters, id_range: tuple[int, int] | None = None) -> Iterator[int]:
+    """The ids of the solutions `filters` select, in order; `id_range` (first, last) keeps those between, inclusive."""
     queryset = Solution.objects.filter(item__project=project)
+    if id_range is not None:
+        queryset = queryset.filter(id__gte=id_range[0], id__lte=id_range[1])
     if filters.since is not None:
         queryset = queryset.filter(created_at__gte=filters.since)
     if filters.until is not None:
@@ -99,11 +102,13 @@ def export_solution_ids(*, project: Project, filters: ExportFilters) -> Iterator
     yield from queryset.order_by("id").values_list("id", flat=True).iterator(chunk_size=5000)
 
 
-def export_records(*, project: Project, filters: ExportFilters, chunk_size: int = 1000) -> Iterator[ExportRecord]:
-    """Every solution of `project` that passes `filters`, with labels resolved, in import order."""
+def export_records(
+    *, project: Project, filters: ExportFilters, chunk_size: int = 1000, id_range: tuple[int, int] | None = None
+) -> Iterator[ExportRecord]:
+    """Every solution of `project` that passes `filters` (within `id_range`), with labels resolved, in import order."""
     chunk: list[int] = []
     categories = bool(project.error_categories_enabled)
-    for solution_id in export_solution_ids(project=project, filters=filters):
+    for solution_id in export_solution_ids(project=project, filters=filters, id_range=id_range):
         chunk.append(solution_id)
         if len(chunk) >= chunk_size:
             yield from _records_for(chunk, filters, categories=categories)

@@ -14,10 +14,11 @@ from annotation.models import AutoLabel, GoldLabel, Role, Step
 from tests.conftest import wait_for
 from tests.factories import add_member, make_solution
 from tests.test_mc_jobs import ScriptedPolicy, backend_params, finished, mc_counts
+from workers.export_services import export_job_start
 from workers.generation.serve import OpenAICompatibleServer
 from workers.mc_services import mc_job_start
 from workers.models import Job, JobChunk
-from workers.services import QueueUnavailable, job_create
+from workers.services import QueueUnavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,7 +125,7 @@ def test_killed_worker_job_finishes_by_itself_with_every_label_once(
 def test_reaper_command_resends_a_dead_workers_chunk(short_lease, celery_worker_process, project):
     """A chunk left "running" by a worker that died is re-sent by `manage.py jobs_reap` once its lease expired."""
     make_solution(project, "q0", ["rate=1.0"])
-    job = job_create(kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench"})
+    job = export_job_start(project=project, format_name="visualprocessbench")
     job = finished(job)
     assert job.status == "done"
     # A job whose only chunk a dead worker claimed 5 s ago (longer than the 2 s lease) and never acknowledged.
@@ -136,7 +137,7 @@ def test_reaper_command_resends_a_dead_workers_chunk(short_lease, celery_worker_
                                status=Job.Status.RUNNING, progress_total=1)
     long_ago = timezone.now() - timedelta(seconds=5)
     chunk = JobChunk.objects.create(job=stuck, index=0, status="running", attempts=1, claimed_at=long_ago,
-                                    enqueued_at=long_ago)
+                                    enqueued_at=long_ago, params={"first_id": 1, "last_id": 10**9})
     call_command("jobs_reap")
     stuck = finished(stuck)
     assert stuck.status == "done", stuck.error
@@ -166,13 +167,14 @@ def test_broker_down_page_says_queue_unavailable_and_admin_requeues(
     page = response.content.decode()
     job = Job.objects.get(project=project)
     assert f"The job queue is unavailable, so job #{job.pk} is saved but not queued yet" in page
-    assert job.status == "queued" and job.chunks.get().enqueued_at is None
+    # The join waits for its part: not sent yet, and not counted as unsent.
+    assert job.status == "queued" and job.chunks.get(stage=0).enqueued_at is None
     assert "Not queued: 1 chunk never reached the job queue" in page and "Re-queue</button>" in page
 
     # While the broker is still down, re-queueing says so again (no 500) and changes nothing.
     response = client.post(f"/projects/{project.id}/jobs/{job.pk}/requeue/", follow=True)
     assert response.status_code == 200 and "The job queue is unavailable" in response.content.decode()
-    assert job.chunks.get().enqueued_at is None
+    assert job.chunks.get(stage=0).enqueued_at is None
 
     broker_down()  # the broker is back
     response = client.post(f"/projects/{project.id}/jobs/{job.pk}/requeue/", follow=True)

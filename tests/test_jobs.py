@@ -7,8 +7,9 @@ import pytest
 from annotation.models import GoldLabel, Project, Role
 from tests.conftest import log_in, screenshot, wait_for
 from tests.factories import add_member, make_solution
+from workers.export_services import export_job_start
 from workers.models import Job, JobChunk
-from workers.services import chunk_claim, job_cancel, job_create
+from workers.services import chunk_claim, job_cancel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,9 +27,7 @@ def test_export_job_runs_on_a_real_worker_and_offers_the_file(celery_worker_proc
     project = _labelled_project(3)
     admin = make_user("boss")
     add_member(project, admin, Role.ADMIN)
-    job = job_create(
-        kind=Job.Kind.EXPORT, project=project, params={"format": "visualprocessbench", "filters": {"label_source": "gold"}}
-    )
+    job = export_job_start(project=project, format_name="visualprocessbench", label_source="gold")
     job = wait_for(lambda: Job.objects.filter(pk=job.pk, status__in=["done", "failed"]).first(), message="export job")
     assert job.status == "done", job.error
     assert job.counts["records_written"] == 3 and job.progress_done == job.progress_total == 3

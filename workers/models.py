@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 
 class Job(models.Model):
@@ -79,12 +79,30 @@ PROGRESS_UNITS = {
 }
 
 
+def chunk_file_path(chunk: JobChunk, filename: str) -> str:
+    """A chunk's output file sits in its job's own folder, so the job's last stage can sweep it whole."""
+    return f"jobs/parts/job{chunk.job_id}/{filename}"
+
+
+class JobChunkQuerySet(models.QuerySet):
+    def ready(self) -> JobChunkQuerySet:
+        """Chunks whose earlier stages are all done: the only ones that may be sent or run."""
+        earlier_unfinished = JobChunk.objects.filter(job=OuterRef("job"), stage__lt=OuterRef("stage")).exclude(
+            status=JobChunk.Status.DONE
+        )
+        return self.exclude(Exists(earlier_unfinished))
+
+
 class JobChunk(models.Model):
     """A unit of a job's work. Claimed with a conditional UPDATE; its results commit with status=done.
 
     `attempts` is the claim's fencing token: a worker may finish, heartbeat or fail a chunk only
     while the attempt it claimed is still the current one, so a worker presumed dead that wakes
     up late cannot overwrite the claim that took over from it.
+
+    `stage` orders the chunks of a job: those of one stage are independent (any number of workers
+    take them at once), and a stage is sent, and can be claimed, only once every chunk of the
+    stages before it is done (an export's parts, then the one chunk that joins them).
     """
 
     class Status(models.TextChoices):
@@ -95,6 +113,7 @@ class JobChunk(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
+    stage = models.PositiveSmallIntegerField(default=0)
     params = models.JSONField(default=dict, blank=True)
     size = models.PositiveIntegerField(default=1, help_text="Units of progress this chunk is worth.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -105,6 +124,11 @@ class JobChunk(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # What the chunk wrote for a later stage (an export part); saved with status=done, cleared and
+    # deleted by the stage that consumes it.
+    result_file = models.FileField(upload_to=chunk_file_path, max_length=300, blank=True)
+
+    objects = JobChunkQuerySet.as_manager()
 
     class Meta:
         ordering = ["job", "index"]

@@ -49,7 +49,7 @@ class QueueUnavailable(RuntimeError):
 
 
 def job_create(*, kind: str, project=None, params: dict | None = None, chunks: list[dict] | None = None, user=None) -> Job:
-    """Create a job with its chunks (each {"params": ..., "size": n}) and enqueue them after commit.
+    """Create a job with its chunks (each {"params": ..., "size": n, "stage": s}) and enqueue the first stage after commit.
 
     When the broker is down the job stays saved and QueueUnavailable leaves the outermost
     transaction block (after the commit), for the page or API to answer.
@@ -64,14 +64,18 @@ def job_create(*, kind: str, project=None, params: dict | None = None, chunks: l
             progress_total=sum(int(c.get("size", 1)) for c in chunks),
         )
         JobChunk.objects.bulk_create(
-            [JobChunk(job=job, index=i, params=c.get("params", {}), size=int(c.get("size", 1))) for i, c in enumerate(chunks)]
+            [
+                JobChunk(job=job, index=i, stage=int(c.get("stage", 0)), params=c.get("params", {}), size=int(c.get("size", 1)))
+                for i, c in enumerate(chunks)
+            ]
         )
         transaction.on_commit(lambda: job_enqueue(job=job))
     return job
 
 
 def job_enqueue(*, job: Job, chunk_ids: list[int] | None = None) -> int:
-    """Send a task for every unfinished chunk (or only `chunk_ids`); how a job starts, resumes and is re-queued.
+    """Send a task for every unfinished chunk of the job's current stage (or only `chunk_ids`); how a job
+    starts, resumes, moves to its next stage and is re-queued.
 
     Raises QueueUnavailable when the broker cannot be reached; chunks sent before that keep their
     `enqueued_at`, the others stay unsent for the reaper.
@@ -79,9 +83,8 @@ def job_enqueue(*, job: Job, chunk_ids: list[int] | None = None) -> int:
     from workers.tasks import run_job_chunk
 
     if chunk_ids is None:
-        chunk_ids = list(
-            job.chunks.filter(status__in=[JobChunk.Status.PENDING, JobChunk.Status.RUNNING]).values_list("id", flat=True)
-        )
+        unfinished = job.chunks.filter(status__in=[JobChunk.Status.PENDING, JobChunk.Status.RUNNING])
+        chunk_ids = list(unfinished.ready().values_list("id", flat=True))
     sent: list[int] = []
     try:
         for chunk_id in chunk_ids:
@@ -121,8 +124,9 @@ class ReapResult:
 def jobs_reap() -> ReapResult:
     """Re-send the chunks of unfinished jobs that no worker will run otherwise.
 
-    Those are chunks that never reached the broker (it was down) and running chunks whose lease
-    expired (their worker died) and that were not re-sent within the last lease. Beat runs this
+    Those are chunks that never reached the broker (it was down, or a stage's last chunk could not
+    send the next stage) and running chunks whose lease expired (their worker died) and that were
+    not re-sent within the last lease; never a chunk whose earlier stages are unfinished. Beat runs this
     every STEPMARK_REAPER_INTERVAL_SECONDS; `manage.py jobs_reap` runs it by hand. Rows are locked
     with SKIP LOCKED, so two reapers never send the same chunk twice.
     """
@@ -132,7 +136,7 @@ def jobs_reap() -> ReapResult:
         Q(status=JobChunk.Status.PENDING, enqueued_at__isnull=True)
         | Q(status=JobChunk.Status.RUNNING, claimed_at__lt=cutoff)
         & (Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff))
-    )
+    ).ready()
     by_job: dict[int, list[int]] = {}
     with transaction.atomic():
         for chunk_id, job_id in stale.select_for_update(skip_locked=True, of=("self",)).values_list("id", "job_id"):
@@ -145,11 +149,13 @@ def jobs_reap() -> ReapResult:
 
 
 def chunk_claim(*, chunk_id: int, worker: str = "") -> JobChunk | None:
-    """Claim a chunk for this worker with one conditional UPDATE; None if done, taken or the job stopped."""
+    """Claim a chunk for this worker with one conditional UPDATE; None if done, taken, the job stopped,
+    or an earlier stage of the job is unfinished (a duplicate task; the stage's end sends it again)."""
     now = timezone.now()
     claimable = Q(status=JobChunk.Status.PENDING) | Q(status=JobChunk.Status.RUNNING, claimed_at__lt=now - chunk_lease())
     claimed = (
         JobChunk.objects.filter(claimable, pk=chunk_id, job__status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+        .ready()
         .update(status=JobChunk.Status.RUNNING, claimed_at=now, claimed_by=worker[:200], attempts=F("attempts") + 1)
     )
     if not claimed:
@@ -176,7 +182,11 @@ def job_progress_add(*, job_id: int, units: int) -> None:
 
 
 def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_already_reported: int = 0) -> None:
-    """Mark a chunk done. Call it inside the same transaction that stores the chunk's results."""
+    """Mark a chunk done. Call it inside the same transaction that stores the chunk's results.
+
+    The last chunk of a stage sends the next stage once the transaction commits; should the broker
+    be down then, the reaper sends it later.
+    """
     assert transaction.get_connection().in_atomic_block, "chunk_finish must share the results' transaction"
     updated = _ours(chunk).update(status=JobChunk.Status.DONE, finished_at=timezone.now(), error="")
     if not updated:
@@ -191,8 +201,11 @@ def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_alread
     job.counts = merged
     job.progress_done = F("progress_done") + max(0, chunk.size - progress_already_reported)
     job.save(update_fields=["counts", "progress_done"])
-    if not job.chunks.exclude(status=JobChunk.Status.DONE).exists():
+    unfinished = job.chunks.exclude(status=JobChunk.Status.DONE)
+    if not unfinished.exists():
         Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(status=Job.Status.DONE, finished_at=timezone.now())
+    elif not unfinished.filter(stage=chunk.stage).exists():
+        transaction.on_commit(lambda: job_enqueue(job=job), robust=True)
 
 
 def chunk_release(*, chunk: JobChunk, error: str = "") -> None:

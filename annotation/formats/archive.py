@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -30,4 +31,24 @@ def images_zip_write(*, records: Iterable[ExportRecord], out: BinaryIO) -> int:
                 with default_storage.open(file_name, "rb") as handle:
                     archive.writestr(name, handle.read())
                 written.add(name)
+    return len(written)
+
+
+def images_zips_join(*, parts: Iterable[BinaryIO], out: BinaryIO) -> int:
+    """One zip of the members of `parts` (images zips of an export's parts), each name once; returns count.
+
+    Parts are written by images_zip_write, so an image two parts share is the same file under the same name.
+    """
+    import zipfile
+
+    written: set[str] = set()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as joined:
+        for part in parts:
+            with zipfile.ZipFile(part) as archive:
+                for member in archive.infolist():
+                    if member.filename in written:
+                        continue
+                    with archive.open(member) as source, joined.open(member.filename, "w") as target:
+                        shutil.copyfileobj(source, target, length=1 << 20)
+                    written.add(member.filename)
     return len(written)

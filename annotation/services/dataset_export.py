@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,14 @@ def dataset_export(
     filters: ExportFilters | None = None,
     options: dict | None = None,
     progress: Callable[[int], None] | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> int:
-    """Write `project` in `format_name` to `out`; returns the number of records written."""
+    """Write `project` in `format_name` to `out`; returns the number of records written.
+
+    `id_range` (first, last solution id) writes one part of the export, for `export_parts_join`.
+    """
     module = export_module(format_name)
-    records: Iterable[ExportRecord] = export_records(project=project, filters=filters or ExportFilters())
+    records: Iterable[ExportRecord] = export_records(project=project, filters=filters or ExportFilters(), id_range=id_range)
     if progress is not None:
         records = _counting(records, progress)
     return module.write(records, out, options=dict(options or {}))
@@ -113,6 +118,7 @@ def dataset_export_file(
     file_format: str | None = None,
     image_root: str | None = None,
     progress: Callable[[int], None] | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> ExportFileResult:
     """Write `project` to the file `path`, and beside it what the format's clients need to load it.
 
@@ -130,7 +136,8 @@ def dataset_export_file(
         raise ExportRefused(str(exc)) from None
     with path.open("wb") as handle:
         written = dataset_export(
-            project=project, format_name=format_name, out=handle, filters=filters, options=options, progress=progress
+            project=project, format_name=format_name, out=handle, filters=filters, options=options, progress=progress,
+            id_range=id_range,
         )
     if not hasattr(module, "internvl_meta"):
         return ExportFileResult(written=written, path=path)
@@ -140,6 +147,28 @@ def dataset_export_file(
     meta_path = path.with_name(f"{path.stem}.meta.json")
     meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return ExportFileResult(written=written, path=path, meta_path=meta_path, meta_root=root)
+
+
+def export_parts_join(*, file_format: str, parts: Iterable[BinaryIO], out: BinaryIO) -> None:
+    """Join export parts (the same export over consecutive id ranges, in order) into the one file a
+    single pass would have written: JSON lines end to end; parquet's row groups copied in order,
+    one at a time (memory stays flat), under the schema of the first part that has rows."""
+    if file_format == "jsonl":
+        for part in parts:
+            shutil.copyfileobj(part, out, length=1 << 20)
+        return
+    if file_format != "parquet":
+        raise ValueError(f"no way to join {file_format} parts")
+    import pyarrow.parquet as pq
+
+    readers = [pq.ParquetFile(part) for part in parts]
+    if not readers:
+        raise ValueError("no parts to join")
+    with_rows = [reader for reader in readers if reader.metadata.num_rows] or readers[:1]
+    with pq.ParquetWriter(out, with_rows[0].schema_arrow) as writer:
+        for reader in with_rows:
+            for group in range(reader.num_row_groups):
+                writer.write_table(reader.read_row_group(group))
 
 
 def _counting(records: Iterable[ExportRecord], progress: Callable[[int], None]):
