@@ -1,5 +1,6 @@
-"""manage.py train_prm: the train job's path from the command line, alone and under `accelerate launch`
-with two CPU processes (gloo); same seed and global batch give the same loss, one run is recorded."""
+"""manage.py train_prm: the train job's path from the command line, alone, under `accelerate launch`
+and under torchrun, each with two CPU processes (gloo); same seed and global batch give the same
+loss, one run is recorded per command."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _train(launcher: list[str], *, env: dict, backbone: Path, output: Path) -> d
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_process_and_two_under_accelerate_launch_train_alike_and_record_one_run(settings, tmp_path):
+def test_one_process_and_two_under_accelerate_launch_or_torchrun_train_alike_and_record_one_run(settings, tmp_path):
     project = Project.objects.create(name="cli training")
     _color_project(project, 10)  # 8 training items, 2 held out
     backbone = build_tiny_backbone("qwen2_vl", tmp_path / "backbone")
@@ -69,15 +70,24 @@ def test_one_process_and_two_under_accelerate_launch_train_alike_and_record_one_
               str(ROOT / "configs/accelerate/cpu_ddp.yaml"), "--num_processes", "2",
               "--main_process_port", str(_free_port())]
     pair = _train(launch, env=env, backbone=backbone, output=tmp_path / "two")
+    # torchrun as the README spells it: no accelerate config, no extra env. The command sees no GPU,
+    # so it joins torchrun's group (RANK, WORLD_SIZE, MASTER_ADDR/PORT) over gloo on the CPU.
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    torch_pair = _train(torchrun, env=env, backbone=backbone, output=tmp_path / "torchrun")
 
-    assert alone["num_processes"] == 1 and pair["num_processes"] == 2
-    assert (alone["per_process_batch"], pair["per_process_batch"]) == (4, 2)  # global batch 4 kept
-    assert alone["steps"] == pair["steps"] == 3
-    assert alone["tokens_per_s"] > 0 and pair["tokens_per_s"] > 0
-    assert abs(pair["final_loss"] - alone["final_loss"]) <= 0.02 * alone["final_loss"]
+    assert alone["num_processes"] == 1 and pair["num_processes"] == torch_pair["num_processes"] == 2
+    assert (alone["per_process_batch"], pair["per_process_batch"], torch_pair["per_process_batch"]) == (4, 2, 2)
+    assert alone["global_batch"] == pair["global_batch"] == torch_pair["global_batch"] == 4
+    assert alone["steps"] == pair["steps"] == torch_pair["steps"] == 3
+    for summary in (alone, pair, torch_pair):
+        assert summary["tokens_per_s"] > 0
+    for launched in (pair, torch_pair):
+        assert abs(launched["final_loss"] - alone["final_loss"]) <= 0.02 * alone["final_loss"]
     runs = {run.checkpoint_dir: run for run in TrainingRun.objects.filter(project=project)}
-    assert set(runs) == {str(tmp_path / "one"), str(tmp_path / "two")}  # one record per command, not per process
-    for output, summary in ((tmp_path / "one", alone), (tmp_path / "two", pair)):
+    outputs = {tmp_path / "one": alone, tmp_path / "two": pair, tmp_path / "torchrun": torch_pair}
+    assert set(runs) == {str(output) for output in outputs}  # one record per command, not per process
+    for output, summary in outputs.items():
         run = runs[str(output)]
         assert run.pk == summary["run_id"] and run.status == "done" and run.step == 3
         assert [entry["step"] for entry in run.history] == [1, 2, 3]
