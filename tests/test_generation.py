@@ -257,3 +257,25 @@ def test_openai_payload_sends_top_k_and_reads_length_as_truncated(transformers_b
         server.stop()
     # The local server reports a cut completion as finish_reason "length"; the client reads it back.
     assert all(isinstance(c, Completion) and c.truncated for c in completions)
+
+
+def test_the_vllm_rollout_benchmark_prepares_a_full_size_policy_and_visualprm_shaped_requests(tmp_path, capsys):
+    """benchmarks/vllm_rollouts.py runs on a GPU only; what it builds and sends is checked here."""
+    from argparse import Namespace
+
+    from benchmarks import vllm_rollouts
+
+    folder = vllm_rollouts.build_policy_folder(tmp_path / "policy")
+    assert not list(folder.glob("*.safetensors")), "the weights are vLLM's dummy ones, never written"
+    args = Namespace(questions=2, steps=4, k=16, max_new_tokens=32)
+    vllm_rollouts.check_prepared(folder, args)  # loads as Qwen2-VL; 768 image tokens a prompt
+    assert "6 requests (2 questions x 3 prefixes), n=16: 96 completions" in capsys.readouterr().out
+    requests, prompts, _ = vllm_rollouts.prepared(folder, args)
+    # The MC job's rendering: the partial answer is continued, not closed, and one solution's
+    # prefixes go one after another (each extends the one before), for the prefix cache.
+    assert [prompt["prompt"][-len(request.continuation):] for prompt, request in zip(prompts, requests, strict=True)] == [
+        request.continuation for request in requests
+    ]
+    first_question = [p["prompt"] for p in prompts[:3]]
+    assert all(first_question[i + 1].startswith(first_question[i]) for i in range(2))
+    assert first_question[1] != first_question[0]

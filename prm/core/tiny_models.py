@@ -153,20 +153,25 @@ def _save_model(config, directory: Path, *, seed: int) -> None:
     model.save_pretrained(directory)
 
 
+def qwen2_vl_processor(*, min_pixels: int = 56 * 56, max_pixels: int = 56 * 56) -> Qwen2VLProcessor:
+    """Qwen2-VL's processor on the local tokenizer. Each 28x28 pixel patch after merging is one image
+    token: the tiny default makes a 56x56 image 4 tokens; Qwen2-VL's own sizes are 3136 and 12845056."""
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
+    # Image-only: transformers 5 builds Qwen2-VL's video processor only with torchvision installed.
+    return image_only_processor(
+        Qwen2VLProcessor,
+        image_processor=image_processor,
+        tokenizer=_qwen2_tokenizer(),
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+
+
 def build_tiny_qwen2_vl(directory: Path, *, seed: int = 0) -> Path:
     """A Qwen2-VL backbone (2 text layers, hidden 64; 1 vision block) in `directory`; returns it."""
     directory = Path(directory)
-    tokenizer = _qwen2_tokenizer()
-    # 28x28 pixel patches after merging: a 56x56 image becomes 4 image tokens.
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56)
-    # Image-only: transformers 5 builds Qwen2-VL's video processor only with torchvision installed.
-    processor = image_only_processor(
-        Qwen2VLProcessor,
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        chat_template=QWEN2_VL_CHAT_TEMPLATE,
-    )
+    processor = qwen2_vl_processor()
     processor.save_pretrained(directory)
+    tokenizer = processor.tokenizer
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2VLConfig(
         text_config={

@@ -73,6 +73,14 @@ def vllm_inputs(
     return order, prompts, sampling
 
 
+def render_prompt(processor, request: GenerationRequest) -> str:
+    """The prompt text vLLM is given: the chat template, continuing the partial answer when there is one."""
+    if request.continuation:
+        messages = with_continuation(request.messages, request.continuation)
+        return processor.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    return processor.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+
+
 def restore_order(order: list[int], outputs: list[list[T]]) -> list[list[T]]:
     """Outputs produced in submission order, put back in request order."""
     restored: list[list[T]] = [[] for _ in order]
@@ -115,12 +123,7 @@ class VLLMBackend(GenerationBackend):
             raise PermanentJobError(f"vLLM cannot load {model_path!r}: {exc}") from exc
 
     def render(self, request: GenerationRequest) -> str:
-        if request.continuation:
-            messages = with_continuation(request.messages, request.continuation)
-            return self.processor.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-        return self.processor.apply_chat_template(
-            request.messages, tokenize=False, add_generation_prompt=True
-        )
+        return render_prompt(self.processor, request)
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         import torch
