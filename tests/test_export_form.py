@@ -222,3 +222,48 @@ def test_a_training_runs_recorded_policy_exports_the_labels_it_trained_on(admin,
     # The run's neutral "skip" leaves the neutral step unlabelled: not a complete solution for this format.
     assert set(exported) == {("step a 1", "step b 1")} and exported[("step a 1", "step b 1")] == trained[("step a 1", "step b 1")]
     assert '"neutral": "skip"' in json.dumps(job.params) and '"only_agreed": true' in json.dumps(job.params), job.params
+
+
+def _api_export(client, project, data: dict):
+    return client.post(f"/api/projects/{project.id}/jobs/", data, content_type="application/json")
+
+
+def test_the_api_takes_every_option_the_form_takes(admin, project):
+    _labelled(project, 3, values=(1, 0))
+    response = _api_export(admin, project, {
+        "format": "trl-stepwise", "file_format": "jsonl", "neutral": "skip", "label_source": "gold",
+        "flags": ["complete_only"], "since": "2000-01-01T00:00:00Z", "mc_threshold": 0.25,
+    })
+    assert response.status_code == 201, response.content
+    job = Job.objects.get(pk=response.json()["id"])
+    assert job.params["file_format"] == "jsonl" and job.params["options"] == {"neutral": "skip"}
+    assert job.params["filters"]["complete_only"] is True and job.params["filters"]["mc_threshold"] == 0.25
+    assert job.params["filters"]["since"].startswith("2000-01-01")
+    for chunk_id in JobChunk.objects.filter(job=job).order_by("index").values_list("id", flat=True):
+        run_job_chunk.apply(args=[chunk_id])
+    job.refresh_from_db()
+    assert job.status == "done", job.error
+    rows = [json.loads(line) for line in _download(admin, project, job).splitlines()]
+    # neutral "skip": each row ends before its first neutral step, so only the first (+) step is left.
+    assert [row["labels"] for row in rows] == [[True]] * 3
+
+
+def test_the_api_names_the_field_it_refuses(admin, project, make_user):
+    from prm.models import TrainingRun
+
+    elsewhere = Project.objects.create(name="elsewhere")
+    foreign_run = TrainingRun.objects.create(project=elsewhere, merge_policy={})
+    refusals = {
+        "colour": ({"format": "visualprocessbench", "colour": "red"}, "unknown fields colour"),
+        "mc_threshold": ({"format": "visualprocessbench", "mc_threshold": 3}, "mc_threshold: Ensure this value is less than or equal to 1.0"),
+        "format": ({"format": "nope"}, "format: Select a valid choice. nope is not one of the available choices"),
+        "training_run": ({"format": "visualprocessbench", "training_run": foreign_run.pk}, "training_run: Select a valid choice"),
+        "flags": ({"format": "visualprocessbench", "flags": ["bogus"]}, "flags must be a list of"),
+        "images_zip": ({"format": "trl-stepwise", "images_zip": True}, "an images zip goes beside JSON lines only"),
+        "body": (["visualprocessbench"], "send a JSON object"),
+    }
+    for name, (data, message) in refusals.items():
+        response = _api_export(admin, project, data)
+        assert response.status_code == 400, (name, response.content)
+        assert message in response.json()["detail"], (name, response.json())
+    assert not Job.objects.exists()

@@ -1,4 +1,5 @@
-"""REST endpoints of jobs: list a project's jobs, start an export, re-queue or retry a job. Project admins only.
+"""REST endpoints of jobs: list a project's jobs, start an export (every option of the jobs page's form), re-queue
+or retry a job. Project admins only.
 
 A broker that is down answers 503 with code "queue_unavailable" (workers.middleware); the job stays saved.
 """
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 
 from annotation.access import project_for_admin
 from workers.export_services import EXPORT_FLAGS, export_job_start
+from workers.forms import ExportJobForm
 from workers.models import Job
 from workers.selectors import project_job, project_jobs
 from workers.services import job_requeue
@@ -31,9 +33,48 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class ExportJobRequestSerializer(serializers.Serializer):
-    format = serializers.CharField()
-    label_source = serializers.CharField(default="merged")
-    flags = serializers.ListField(child=serializers.ChoiceField(choices=EXPORT_FLAGS), default=list)
+    """The request's schema only: it is checked by the jobs page's export form (workers.forms.ExportJobForm),
+    so the page and the API accept exactly the same options with the same rules and messages."""
+
+    format = serializers.CharField(help_text="visualprocessbench, visualprm400k, visualprm400k-raw or trl-stepwise")
+    file_format = serializers.CharField(required=False, help_text="jsonl or parquet (trl-stepwise); blank: the format's default")
+    neutral = serializers.CharField(required=False, help_text="positive, negative or skip")
+    images_zip = serializers.BooleanField(required=False, help_text="an images zip beside a JSON-lines file")
+    label_source = serializers.CharField(required=False, help_text="merged (default), gold, human, mc, auto, prm, judge, none")
+    flags = serializers.ListField(child=serializers.CharField(), required=False,
+                                  help_text=f"any of {', '.join(EXPORT_FLAGS)} (each may also be given as a boolean field)")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    mc_label = serializers.CharField(required=False, help_text="value (default) or advantage")
+    mc_threshold = serializers.FloatField(required=False)
+    advantage_tolerance = serializers.FloatField(required=False)
+    consensus_filter = serializers.BooleanField(required=False)
+    judge_first = serializers.BooleanField(required=False)
+    judge_source = serializers.CharField(required=False)
+    training_run = serializers.IntegerField(required=False, help_text="a training run of the project: its recorded merge policy")
+
+
+EXPORT_REQUEST_FIELDS = frozenset(ExportJobRequestSerializer().fields) | set(EXPORT_FLAGS)
+
+
+def export_form_data(data) -> dict:
+    """The request as the export form's data; ValueError names a field the API does not know or a bad flag."""
+    if not isinstance(data, dict):
+        raise ValueError("send a JSON object of export options")
+    unknown = sorted(set(data) - EXPORT_REQUEST_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown fields {', '.join(unknown)}; known: {', '.join(sorted(EXPORT_REQUEST_FIELDS))}")
+    form_data = {name: value for name, value in data.items() if name != "flags" and value is not None}
+    flags = data.get("flags") or []
+    if not isinstance(flags, list) or any(flag not in EXPORT_FLAGS for flag in flags):
+        raise ValueError(f"flags must be a list of {', '.join(EXPORT_FLAGS)}, not {flags!r}")
+    form_data.update({flag: True for flag in flags})
+    return form_data
+
+
+def form_errors_detail(form) -> str:
+    return "; ".join(f"{field}: {' '.join(messages)}" if field != "__all__" else " ".join(messages)
+                     for field, messages in form.errors.items())
 
 
 class ProjectJobsView(APIView):
@@ -46,12 +87,15 @@ class ProjectJobsView(APIView):
                    responses={201: JobSerializer})
     def post(self, request, project_id: int):
         project = project_for_admin(request.user, project_id)
-        query = ExportJobRequestSerializer(data=request.data)
-        query.is_valid(raise_exception=True)
-        data = query.validated_data
         try:
-            job = export_job_start(project=project, format_name=data["format"], label_source=data["label_source"],
-                                   flags=set(data["flags"]), user=request.user)
+            form = ExportJobForm(export_form_data(request.data), project=project)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        if not form.is_valid():
+            errors = {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+            return Response({"detail": form_errors_detail(form), "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            job = export_job_start(project=project, user=request.user, **form.start_kwargs())
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobSerializer(project_job(project=project, job_id=job.pk)).data, status=status.HTTP_201_CREATED)
