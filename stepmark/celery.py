@@ -15,7 +15,8 @@ app.conf.update(
     task_default_queue="default",
     # Chunk tasks name their queue when sent (workers.services.queue_for); the reaper is light work;
     # the scoring API's model runs where the models are.
-    task_routes={"workers.tasks.jobs_reap": {"queue": "default"}, "workers.tasks.scoring_request_run": {"queue": "gpu"}},
+    task_routes={"workers.tasks.jobs_reap": {"queue": "default"}, "workers.tasks.scoring_requests_prune": {"queue": "default"},
+                 "workers.tasks.scoring_request_run": {"queue": "gpu"}},
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
@@ -30,12 +31,15 @@ app.autodiscover_tasks(["workers"])
 
 @app.on_after_configure.connect
 def beat_schedule(sender, **kwargs):
-    # Beat's DatabaseScheduler copies this entry into its tables on start (editable in the admin).
+    # Beat's DatabaseScheduler copies these entries into its tables on start (editable in the admin).
     from django.conf import settings
 
     interval = settings.STEPMARK_REAPER_INTERVAL_SECONDS
     sender.add_periodic_task(
         interval, sender.signature("workers.tasks.jobs_reap"), name="reap stale job chunks", expires=interval
+    )
+    sender.add_periodic_task(
+        3600, sender.signature("workers.tasks.scoring_requests_prune"), name="prune old scoring requests", expires=3600
     )
 
 

@@ -208,6 +208,9 @@ STEPMARK_PRM_PROMOTION_MARGIN = env_float("STEPMARK_PRM_PROMOTION_MARGIN", 0.01)
 # How long `POST /api/prm/score/` and `/api/prm/rank/` wait for the gpu worker's answer before they
 # answer 202 with the request to poll (0: answer 202 at once).
 STEPMARK_SCORING_WAIT_SECONDS = env_float("STEPMARK_SCORING_WAIT_SECONDS", 30.0, minimum=0)
+# Scoring requests carry their images (base64): beat deletes those older than this (the 202 poll URL
+# answers until then), so the table does not grow with every call.
+STEPMARK_SCORING_KEEP_SECONDS = env_int("STEPMARK_SCORING_KEEP_SECONDS", 86400, minimum=60)
 # The backbone the training form offers first; ./run.sh builds a tiny local one here (random weights).
 STEPMARK_DEFAULT_BACKBONE = env_path("STEPMARK_DEFAULT_BACKBONE", VAR_DIR / "models" / "tiny-qwen2-vl")
 # The only policy and judge servers (OpenAI-compatible) a worker may call; forms offer them by name:

@@ -339,3 +339,33 @@ def test_the_endpoints_document_themselves_without_schema_warnings():
     assert {"/api/prm/score/", "/api/prm/rank/", "/api/prm/scoring-requests/{request_id}/"} <= set(schema["paths"])
     operations = {op["operationId"] for item in schema["paths"].values() for op in item.values()}
     assert {"prm_score", "prm_rank", "prm_scoring_request_retrieve", "prm_versions_list"} <= operations
+
+
+@pytest.mark.django_db
+def test_old_scoring_requests_are_pruned_and_their_poll_url_answers_404(settings, project, make_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from stepmark.celery import app
+    from workers.tasks import prune_scoring_requests
+
+    settings.STEPMARK_SCORING_KEEP_SECONDS = 3600
+    reviewer = make_user("rita")
+    add_member(project, reviewer, Role.ADMIN)
+    rows = {state: ScoringRequest.objects.create(project=project, kind="score", status=state, payload={"images": ["x" * 1000]})
+            for state in ("done", "failed", "pending", "running")}
+    fresh = ScoringRequest.objects.create(project=project, kind="score", status="done")
+    ScoringRequest.objects.filter(pk__in=[row.pk for row in rows.values()]).update(
+        created_at=timezone.now() - timedelta(seconds=3601)
+    )
+    assert prune_scoring_requests.apply().get() == 4
+    assert list(ScoringRequest.objects.values_list("pk", flat=True)) == [fresh.pk]
+    client = APIClient()
+    client.force_authenticate(reviewer)
+    assert client.get(f"/api/prm/scoring-requests/{rows['done'].pk}/").status_code == 404
+    assert client.get(f"/api/prm/scoring-requests/{fresh.pk}/").status_code == 200
+    # Beat runs it hourly, on the default queue.
+    schedule = {entry["task"]: entry for entry in app.conf.beat_schedule.values()}
+    assert schedule["workers.tasks.scoring_requests_prune"]["schedule"] == 3600
+    assert app.conf.task_routes["workers.tasks.scoring_requests_prune"] == {"queue": "default"}

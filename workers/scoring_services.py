@@ -133,6 +133,15 @@ def scoring_request_wait(*, scoring_request: ScoringRequest, seconds: float | No
         time.sleep(min(POLL_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
+def scoring_requests_prune() -> int:
+    """Delete the scoring requests created more than STEPMARK_SCORING_KEEP_SECONDS ago, whatever their
+    state: their caller has the answer or gave up long ago, and a late task finds no row and does
+    nothing. Beat runs this hourly; returns the rows deleted."""
+    cutoff = timezone.now() - timedelta(seconds=settings.STEPMARK_SCORING_KEEP_SECONDS)
+    deleted, _ = ScoringRequest.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
 def scoring_request_claim(*, request_id: int) -> ScoringRequest | None:
     """Pending → running by a conditional UPDATE (also a running one whose worker is presumed lost);
     None when another worker has it or it is finished."""

@@ -11,7 +11,7 @@ from annotation.models import Project
 from workers.errors import TransientJobError
 from workers.registry import runner_for
 from workers.retraining import training_run_start_if_due
-from workers.scoring_services import scoring_request_serve
+from workers.scoring_services import scoring_request_serve, scoring_requests_prune
 from workers.services import ChunkLost, chunk_claim, chunk_release, job_fail, jobs_reap
 
 logger = logging.getLogger(__name__)
@@ -80,3 +80,9 @@ def retrain_if_due(project_id: int, min_new_labels: int = 200, config: dict | No
 def reap_stale_chunks() -> dict:
     """Beat's entry point (stepmark.celery's beat schedule): re-send chunks no worker will run otherwise."""
     return asdict(jobs_reap())
+
+
+@shared_task(name="workers.tasks.scoring_requests_prune", ignore_result=True)
+def prune_scoring_requests() -> int:
+    """Beat's entry point (stepmark.celery's beat schedule): delete old scoring API requests."""
+    return scoring_requests_prune()
