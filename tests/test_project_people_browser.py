@@ -43,7 +43,9 @@ def test_a_non_staff_lead_creates_a_project_edits_settings_and_invites_a_labelle
     assert list(project.memberships.values_list("user__username", "role")) == [("lead", "admin")]
     assert project.label_mode == "first_error"
 
-    # The live preview renders the markdown (and its math) as it is typed.
+    # The live preview renders the markdown (and its math) as it is typed; typing waits for htmx to have
+    # set up the page (a loaded machine parses the heading well before the scripts run).
+    page.wait_for_load_state("load")
     page.fill("#id_guidelines", "# Rules\n\nJudge **each** step on its own; halves are $\\frac{1}{2}$.\n\n<script>alert(1)</script>")
     page.wait_for_selector("#guidelines-preview h1:has-text('Rules')")
     page.wait_for_selector("#guidelines-preview strong:has-text('each')")
