@@ -149,3 +149,41 @@ def test_retry_of_a_failed_job_starts_its_unfinished_chunks_again_and_a_done_job
     Job.objects.filter(pk=job.pk).update(status="done")
     with pytest.raises(ValueError, match="is done: there is nothing to re-queue"):
         job_requeue(job=job)
+
+
+def test_progress_ends_exact_when_an_attempt_dies_half_way():
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from workers.services import ChunkLost, ProgressReporter, chunk_finish
+
+    project = _labelled_project(1)
+    job = Job.objects.create(kind=Job.Kind.MC_LABEL, project=project, progress_total=4)
+    chunk = JobChunk.objects.create(job=job, index=0, size=4)
+    first = chunk_claim(chunk_id=chunk.pk, worker="a")
+    dead = ProgressReporter(chunk=first)
+    dead.add(3)
+    dead.flush()
+    job.refresh_from_db()
+    assert job.progress_done == 3
+    # Worker a goes silent past its lease; worker b takes the chunk over.
+    JobChunk.objects.filter(pk=chunk.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    second = chunk_claim(chunk_id=chunk.pk, worker="b")
+    assert second is not None and second.attempts == 2
+    dead.add(1)
+    with pytest.raises(ChunkLost):
+        dead.flush()  # a wakes up late: it adds nothing, to the chunk or the job
+    dead.close()
+    job.refresh_from_db()
+    assert job.progress_done == 3
+    with ProgressReporter(chunk=second) as live:
+        live.add(4)
+        live.flush()
+    job.refresh_from_db()
+    assert job.progress_done == 7  # while b runs, a's units are still in: at most the chunk's size too many
+    with transaction.atomic():
+        chunk_finish(chunk=second)
+    job.refresh_from_db()
+    assert job.status == "done" and job.progress_done == job.progress_total == 4

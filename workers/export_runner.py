@@ -83,7 +83,7 @@ def _write_part(chunk: JobChunk) -> dict:
         try:
             with transaction.atomic():
                 JobChunk.objects.filter(pk=chunk.pk).update(result_file=saved)
-                chunk_finish(chunk=chunk, counts=counts, progress_already_reported=reporter.reported)
+                chunk_finish(chunk=chunk, counts=counts)
         except BaseException:
             default_storage.delete(saved)  # nothing committed refers to it: this attempt lost its claim
             raise

@@ -69,9 +69,8 @@ def run_import(chunk: JobChunk) -> dict:
         counts = result.as_dict()
         read = result.solutions_created + result.solutions_existing
         with transaction.atomic():
-            Job.objects.filter(pk=job.pk).update(progress_total=read, progress_done=read)
-            Job.objects.filter(pk=job.pk).update(params={**params, "import_id": result.import_id})
-            chunk_finish(chunk=chunk, counts=counts, progress_already_reported=chunk.size)
+            Job.objects.filter(pk=job.pk).update(progress_total=read, params={**params, "import_id": result.import_id})
+            chunk_finish(chunk=chunk, counts=counts, progress_set=read)
         return counts
     finally:
         job.refresh_from_db(fields=["status"])

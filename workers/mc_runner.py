@@ -14,15 +14,14 @@ from dataclasses import asdict, replace
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 
 from annotation.models import AutoLabel, Item, ItemImage, Solution, Step
 from annotation.steps import join_steps, split_steps
 from prm.core import mc
 from workers.generation.base import GenerationBackend, GenerationRequest, SamplingParams, backend_from_params
 from workers.generation.prompting import solution_messages
-from workers.models import Job, JobChunk
-from workers.services import ChunkLost, chunk_finish, chunk_heartbeat, job_is_cancelled, job_progress_add
+from workers.models import JobChunk
+from workers.services import ChunkLost, ProgressReporter, chunk_finish, job_is_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -146,43 +145,43 @@ def run_mc_label(chunk: JobChunk) -> dict:
         solutions = [solution for solution in solutions if solution.pk not in labelled]
     counts = {"solutions": 0, "steps_labelled": 0, "rollouts": 0, "truncated": 0, "skipped_no_answer": 0}
     labels: list[AutoLabel] = []
-    reported = 0
-    for solution in solutions:
-        _check_not_cancelled(chunk)
-        steps = list(solution.steps.order_by("index"))
-        if not solution.item.answer.strip() or not steps:
-            counts["skipped_no_answer"] += 1
-            continue
-        oracle = SolutionOracle(
-            backend=backend,
-            item=solution.item,
-            images=item_images(solution.item),
-            sampling=sampling,
-            seed_parts=(solution.pk,),
-            heartbeat=lambda: chunk_heartbeat(chunk=chunk),
-            before_round=lambda: _check_not_cancelled(chunk),
-        )
-        result = mc.estimate(
-            [step.text for step in steps],
-            oracle,
-            strategy=params["strategy"],
-            k=params["k"],
-            round_size=params.get("round_size", mc.DEFAULT_ROUND_SIZE),
-            max_steps=params.get("max_steps", mc.DEFAULT_MAX_STEPS),
-            early_stop=params.get("early_stop", False),
-        )
-        solution_labels = [
-            label
-            for step, estimate in zip(steps, result.per_step(), strict=True)
-            if (label := mc_label(step, estimate, source=source, strategy=result.strategy)) is not None
-        ]
-        labels.extend(solution_labels)
-        counts["solutions"] += 1
-        counts["steps_labelled"] += len(solution_labels)
-        counts["rollouts"] += result.rollouts
-        counts["truncated"] += result.truncated
-        job_progress_add(job_id=chunk.job_id, units=1)  # the page moves per solution, not per chunk
-        reported += 1
+    # The page moves per solution (interval 0), and every round of rollouts renews the lease.
+    with ProgressReporter(chunk=chunk, interval=0) as reporter:
+        for solution in solutions:
+            _check_not_cancelled(chunk)
+            steps = list(solution.steps.order_by("index"))
+            if not solution.item.answer.strip() or not steps:
+                counts["skipped_no_answer"] += 1
+                continue
+            oracle = SolutionOracle(
+                backend=backend,
+                item=solution.item,
+                images=item_images(solution.item),
+                sampling=sampling,
+                seed_parts=(solution.pk,),
+                heartbeat=reporter.flush,
+                before_round=lambda: _check_not_cancelled(chunk),
+            )
+            result = mc.estimate(
+                [step.text for step in steps],
+                oracle,
+                strategy=params["strategy"],
+                k=params["k"],
+                round_size=params.get("round_size", mc.DEFAULT_ROUND_SIZE),
+                max_steps=params.get("max_steps", mc.DEFAULT_MAX_STEPS),
+                early_stop=params.get("early_stop", False),
+            )
+            solution_labels = [
+                label
+                for step, estimate in zip(steps, result.per_step(), strict=True)
+                if (label := mc_label(step, estimate, source=source, strategy=result.strategy)) is not None
+            ]
+            labels.extend(solution_labels)
+            counts["solutions"] += 1
+            counts["steps_labelled"] += len(solution_labels)
+            counts["rollouts"] += result.rollouts
+            counts["truncated"] += result.truncated
+            reporter.add(1)
     with transaction.atomic():
         AutoLabel.objects.bulk_create(
             labels,
@@ -190,11 +189,7 @@ def run_mc_label(chunk: JobChunk) -> dict:
             unique_fields=["step", "kind", "source"],
             update_fields=["score", "value", "num_correct", "num_total", "estimate"],
         )
-        chunk_finish(chunk=chunk, counts=counts, progress_already_reported=reported)
-        # Live reports of an attempt that died were counted once already: as each chunk ends, progress
-        # is again what the finished chunks hold (other running chunks report anew as they go).
-        finished = JobChunk.objects.filter(job_id=chunk.job_id, status=JobChunk.Status.DONE).aggregate(n=Sum("size"))["n"]
-        Job.objects.filter(pk=chunk.job_id).update(progress_done=finished or 0)
+        chunk_finish(chunk=chunk, counts=counts)
     return counts
 
 

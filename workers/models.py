@@ -116,6 +116,9 @@ class JobChunk(models.Model):
     stage = models.PositiveSmallIntegerField(default=0)
     params = models.JSONField(default=dict, blank=True)
     size = models.PositiveIntegerField(default=1, help_text="Units of progress this chunk is worth.")
+    # Units its attempts reported live (ProgressReporter), a dead one's included: the chunk's end adds
+    # size minus this to the job, so an attempt that died half-way is not counted twice.
+    progress_done = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)

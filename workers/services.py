@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
@@ -176,13 +177,12 @@ def chunk_heartbeat(*, chunk: JobChunk) -> None:
         raise ChunkLost(f"chunk {chunk.pk} is no longer this worker's (cancelled or taken over)")
 
 
-def job_progress_add(*, job_id: int, units: int) -> None:
-    """Live progress inside a long chunk (committed at once, outside any result transaction)."""
-    Job.objects.filter(pk=job_id).update(progress_done=F("progress_done") + units)
-
-
-def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_already_reported: int = 0) -> None:
+def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_set: int | None = None) -> None:
     """Mark a chunk done. Call it inside the same transaction that stores the chunk's results.
+
+    The job's progress gains the chunk's size less what its attempts reported live (a dead attempt's
+    included), so it ends exact however many attempts died on the way. `progress_set`: a one-chunk job that counts its own units
+    (an import's records, a training run's steps) sets the job's progress to this instead.
 
     The last chunk of a stage sends the next stage once the transaction commits; should the broker
     be down then, the reaper sends it later.
@@ -191,6 +191,7 @@ def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_alread
     updated = _ours(chunk).update(status=JobChunk.Status.DONE, finished_at=timezone.now(), error="")
     if not updated:
         raise ChunkLost(f"chunk {chunk.pk} is no longer running (cancelled or taken over)")
+    reported_live = JobChunk.objects.values_list("progress_done", flat=True).get(pk=chunk.pk)
     job = Job.objects.select_for_update().get(pk=chunk.job_id)
     merged = dict(job.counts)
     for key, value in (counts or {}).items():
@@ -199,7 +200,11 @@ def chunk_finish(*, chunk: JobChunk, counts: dict | None = None, progress_alread
         else:
             merged[key] = merged.get(key, 0) + value if isinstance(value, int | float) else value
     job.counts = merged
-    job.progress_done = F("progress_done") + max(0, chunk.size - progress_already_reported)
+    if progress_set is not None:
+        job.progress_done = progress_set
+    else:
+        # Signed: a dead attempt's live units come off again.
+        job.progress_done = Greatest(F("progress_done") + (chunk.size - reported_live), Value(0))
     job.save(update_fields=["counts", "progress_done"])
     unfinished = job.chunks.exclude(status=JobChunk.Status.DONE)
     if not unfinished.exists():
@@ -262,9 +267,9 @@ class ProgressReporter:
     every `interval` seconds (and on `flush`), so the page moves within seconds without a write per unit.
 
     Writes go through `progress_connection_alias()`, outside any transaction the runner holds open.
-    `reported` is what reached the row, for `chunk_finish(progress_already_reported=...)`; every
-    flush also renews the chunk's lease and raises ChunkLost once the job was cancelled, so a
-    cancel stops the runner at its next report. `close()` (or the with block) ends the connection.
+    `reported` is what this attempt's flushes added; each flush adds the same to the chunk's row
+    (for chunk_finish), renews the chunk's lease and raises ChunkLost once the job was cancelled or
+    the chunk taken over, so a cancel stops the runner at its next report. `close()` (or the with block) ends the connection.
     """
 
     def __init__(self, *, chunk: JobChunk, interval: float = 1.0):
@@ -295,15 +300,21 @@ class ProgressReporter:
 
     def flush(self) -> None:
         self._last = self._clock()
-        renewed = _ours(self.chunk).using(self.using).update(claimed_at=timezone.now())
+        # Fenced by the attempt: a worker whose chunk was taken over adds nothing, to the chunk or the
+        # job; both rows move in one transaction, so the chunk's count is always inside the job's.
+        with transaction.atomic(using=self.using):
+            renewed = _ours(self.chunk).using(self.using).update(
+                claimed_at=timezone.now(), progress_done=F("progress_done") + self.pending
+            )
+            if renewed and self.pending:
+                Job.objects.using(self.using).filter(pk=self.chunk.job_id).update(
+                    progress_done=F("progress_done") + self.pending
+                )
         # The side connection cannot see rows of a transaction not yet committed (a test's); a plain
         # read on the runner's own connection locks nothing and tells a cancel from that.
         if not renewed and not _ours(self.chunk).exists():
             raise ChunkLost(f"chunk {self.chunk.pk} is no longer this worker's (cancelled or taken over)")
         if self.pending:
-            Job.objects.using(self.using).filter(pk=self.chunk.job_id).update(
-                progress_done=F("progress_done") + self.pending
-            )
             self.reported += self.pending
             self.pending = 0
 

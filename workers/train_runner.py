@@ -89,7 +89,7 @@ def _train(run: TrainingRun, chunk: JobChunk) -> dict:
         chunk_heartbeat(chunk=chunk)
 
     def finish(result) -> None:
-        chunk_finish(chunk=chunk, counts={"steps": result.steps}, progress_already_reported=chunk.size)
+        chunk_finish(chunk=chunk, counts={"steps": result.steps}, progress_set=result.steps)
 
     result = training_run_execute(
         run=run, output_dir=run_directory(run), on_start=on_start, progress=progress, finish=finish
