@@ -21,4 +21,9 @@ class Migration(migrations.Migration):
             name='stage',
             field=models.PositiveSmallIntegerField(default=0),
         ),
+        migrations.AddField(
+            model_name='jobchunk',
+            name='progress_done',
+            field=models.PositiveIntegerField(default=0),
+        ),
     ]
