@@ -267,3 +267,26 @@ def test_the_api_names_the_field_it_refuses(admin, project, make_user):
         assert response.status_code == 400, (name, response.content)
         assert message in response.json()["detail"], (name, response.json())
     assert not Job.objects.exists()
+
+
+def test_a_visualprm400k_export_offers_internvls_meta_json(admin, project):
+    _labelled(project, 3, values=(1, -1))
+    job = _export(admin, project, {"format": "visualprm400k", "label_source": "gold", "images_zip": "on"})
+    data_name = job.result_file.name.rsplit("/", 1)[-1]
+    page = admin.get(f"/projects/{project.id}/jobs/").content.decode()
+    assert f"/projects/{project.id}/jobs/{job.id}/download/meta/" in page
+    response = admin.get(f"/projects/{project.id}/jobs/{job.id}/download/meta/")
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="{data_name.rsplit(".", 1)[0]}.meta.json"'
+    stem = data_name.rsplit(".", 1)[0]
+    assert response.json() == {stem: {"root": "images/", "annotation": data_name, "data_augment": False,
+                                      "repeat_time": 1, "length": 3}}
+    assert job.counts["records_written"] == len(_download(admin, project, job).splitlines()) == 3
+    # The images zip unzips into that root: every image a record names is in it.
+    images = zipfile.ZipFile(io.BytesIO(_download(admin, project, job, "images/"))).namelist()
+    for line in _download(admin, project, job).splitlines():
+        assert json.loads(line)["image"] in images
+    # Formats InternVL does not read this way have none.
+    other = _export(admin, project, {"format": "visualprocessbench", "label_source": "gold"})
+    assert admin.get(f"/projects/{project.id}/jobs/{other.id}/download/meta/").status_code == 404
+    assert f"/jobs/{other.id}/download/meta/" not in admin.get(f"/projects/{project.id}/jobs/").content.decode()

@@ -74,6 +74,8 @@ def test_outsiders_and_annotators_cannot_see_jobs(client, make_user):
         ("get", f"/projects/{project.id}/jobs/{job.id}/"),
         ("post", f"/projects/{project.id}/jobs/{job.id}/cancel/"),
         ("get", f"/projects/{project.id}/jobs/{job.id}/download/"),
+        ("get", f"/projects/{project.id}/jobs/{job.id}/download/images/"),
+        ("get", f"/projects/{project.id}/jobs/{job.id}/download/meta/"),
         ("post", f"/projects/{project.id}/jobs/{job.id}/requeue/"),
         ("get", f"/api/projects/{project.id}/jobs/"),
         ("post", f"/api/projects/{project.id}/jobs/"),

@@ -67,6 +67,14 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED)
 
+    @property
+    def offers_internvl_meta(self) -> bool:
+        """A finished export in a format InternVL's fine-tuning reads through a meta json."""
+        from annotation.services.dataset_export import internvl_meta_formats
+
+        return (self.kind == self.Kind.EXPORT and self.status == self.Status.DONE and bool(self.result_file)
+                and self.params.get("format") in internvl_meta_formats())
+
 
 PROGRESS_UNITS = {
     Job.Kind.EXPORT: "solutions",

@@ -21,6 +21,8 @@ urlpatterns = [
     path("projects/<id:project_id>/jobs/<id:job_id>/download/", views.job_download, name="job-download"),
     path("projects/<id:project_id>/jobs/<id:job_id>/download/images/", views.job_download_images,
          name="job-download-images"),
+    path("projects/<id:project_id>/jobs/<id:job_id>/download/meta/", views.job_download_meta,
+         name="job-download-meta"),
     path("projects/<id:project_id>/prm/runs/", training_views.runs_page, name="prm-runs"),
     path("projects/<id:project_id>/prm/runs/start/", training_views.run_start, name="prm-run-start"),
     path("projects/<id:project_id>/prm/runs/<id:run_id>/", training_views.run_page, name="prm-run"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -203,6 +203,23 @@ def _download(job: Job, file) -> FileResponse:
 def job_download(request: HttpRequest, project_id: int, job_id: int) -> FileResponse:
     job = _job_for_admin(request, project_id, job_id)
     return _download(job, job.result_file)
+
+
+@login_required
+def job_download_meta(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """InternVL's meta json for a visualprm400k export: the file beside it, its images in images/
+    (where the images zip unzips), its record count; for `--meta_path` of InternVL's fine-tuning."""
+    from annotation.services.dataset_export import internvl_meta_beside
+
+    job = _job_for_admin(request, project_id, job_id)
+    if not job.offers_internvl_meta:
+        raise Http404("This job has no InternVL meta json.")
+    data_name = job.result_file.name.rsplit("/", 1)[-1]
+    meta = internvl_meta_beside(format_name=job.params["format"], data_name=data_name,
+                                length=int(job.counts.get("records_written", 0)))
+    response = JsonResponse(meta, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="{data_name.rsplit(".", 1)[0]}.meta.json"'
+    return response
 
 
 @login_required

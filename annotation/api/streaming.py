@@ -18,7 +18,6 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 from django.http import StreamingHttpResponse
@@ -27,7 +26,12 @@ from annotation.formats.archive import images_zip_write
 from annotation.formats.records import ExportRecord
 from annotation.models import Project
 from annotation.selectors import ExportFilters, export_records
-from annotation.services.dataset_export import export_file_format, export_module, file_formats
+from annotation.services.dataset_export import (
+    export_file_format,
+    export_module,
+    file_formats,
+    internvl_meta_beside,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +201,7 @@ def export_response(
             with archive.open(info, "w", force_zip64=True) as entry:
                 written = module.write(passes[0], entry, options=options)
             if hasattr(module, "internvl_meta"):
-                meta = module.internvl_meta(name=Path(data_name).stem, annotation=data_name, root="images/", length=written)
+                meta = internvl_meta_beside(format_name=format_name, data_name=data_name, length=written)
                 archive.writestr(zipfile.ZipInfo("meta.json", date_time=info.date_time), json.dumps(meta, indent=2) + "\n")
             # Images are compressed already; store them.
             with archive.open(zipfile.ZipInfo("images.zip", date_time=info.date_time), "w", force_zip64=True) as entry:

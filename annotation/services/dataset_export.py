@@ -76,6 +76,17 @@ def dataset_export(
     return module.write(records, out, options=dict(options or {}))
 
 
+def internvl_meta_formats() -> frozenset[str]:
+    """The formats InternVL's fine-tuning reads through a meta json (their modules write one)."""
+    return frozenset(name for name in EXPORT_FORMATS if hasattr(export_module(name), "internvl_meta"))
+
+
+def internvl_meta_beside(*, format_name: str, data_name: str, length: int, root: str = "images/") -> dict:
+    """The meta json for the file `data_name` (a name in the same folder), its images unzipped into `root`."""
+    return export_module(format_name).internvl_meta(name=Path(data_name).stem, annotation=data_name, root=root,
+                                                    length=length)
+
+
 def file_formats(format_name: str) -> dict[str, str]:
     """The file kinds `format_name` writes, name -> suffix, the default first."""
     module = export_module(format_name)
