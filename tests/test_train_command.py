@@ -82,6 +82,8 @@ def test_one_process_and_two_under_accelerate_launch_or_torchrun_train_alike_and
     assert alone["steps"] == pair["steps"] == torch_pair["steps"] == 3
     for summary in (alone, pair, torch_pair):
         assert summary["tokens_per_s"] > 0
+    print(f"\nfinal loss: one process {alone['final_loss']:.6f}, accelerate launch x2 {pair['final_loss']:.6f}, "
+          f"torchrun x2 {torch_pair['final_loss']:.6f}")
     for launched in (pair, torch_pair):
         assert abs(launched["final_loss"] - alone["final_loss"]) <= 0.02 * alone["final_loss"]
     runs = {run.checkpoint_dir: run for run in TrainingRun.objects.filter(project=project)}
