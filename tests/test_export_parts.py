@@ -147,3 +147,19 @@ def test_a_part_that_lost_its_claim_leaves_no_file(settings, project):
         run_export(part)
     assert _parts_folder(job) == []
     assert Step.objects.count() == 4  # nothing else was touched
+
+
+@pytest.mark.django_db
+def test_cancelling_an_export_deletes_the_parts_written_so_far(settings, project, django_capture_on_commit_callbacks):
+    from workers.services import job_cancel
+
+    settings.STEPMARK_PROGRESS_SIDE_CONNECTION = False
+    _gold_project(project, 4)
+    job = export_job_start(project=project, format_name="visualprocessbench", label_source="gold", solutions_per_part=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_export(chunk_claim(chunk_id=job.chunks.get(index=0).pk))
+        assert len(_parts_folder(job)) == 1
+        assert job_cancel(job=job)
+    assert _parts_folder(job) == []
+    assert not JobChunk.objects.filter(job=job).exclude(result_file="").exists()
+    assert chunk_claim(chunk_id=job.chunks.get(stage=1).pk) is None

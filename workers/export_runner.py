@@ -5,7 +5,7 @@ A part writes the export of its range of solution ids (and, when asked, the imag
 records) to the chunk's own file. Progress counts solutions read, out of those the filters selected
 when the job started, so the bar and its numbers are in one unit; records written (a format may skip
 some) are a count. The join copies the parts in order; the parts' files are deleted once the
-result that replaces them is committed.
+result that replaces them is committed (or the job is cancelled: workers.services.chunk_files_release).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from workers.models import Job, JobChunk
-from workers.services import ProgressReporter, chunk_finish
+from workers.services import ProgressReporter, chunk_files_release, chunk_finish
 
 
 def _filters(params: dict):
@@ -149,10 +149,8 @@ def _join(chunk: JobChunk) -> dict:
         try:
             with transaction.atomic():
                 Job.objects.filter(pk=job.pk).update(**fields)
-                JobChunk.objects.filter(pk__in=[part.pk for part in parts]).update(result_file="")
                 chunk_finish(chunk=chunk, counts=counts)
-                part_names = [part.result_file.name for part in parts]
-                transaction.on_commit(lambda: _delete_parts(job_id=job.pk, names=part_names), robust=True)
+                chunk_files_release(job_id=job.pk)  # the parts, now inside the joined file
         except BaseException:
             for name in saved:
                 default_storage.delete(name)
@@ -165,16 +163,3 @@ def _save_result(job: Job, field: str, path: Path) -> str:
     file_field = getattr(job, field)
     with path.open("rb") as handle:
         return default_storage.save(file_field.field.generate_filename(job, path.name), File(handle))
-
-
-def _delete_parts(*, job_id: int, names: list[str]) -> None:
-    """The joined parts, and whatever killed attempts left in the job's parts folder."""
-    from workers.models import chunk_file_path
-
-    folder = str(Path(chunk_file_path(JobChunk(job_id=job_id), "x")).parent)
-    try:
-        _, leftovers = default_storage.listdir(folder)
-    except FileNotFoundError:
-        leftovers = []
-    for name in {*names, *(f"{folder}/{leftover}" for leftover in leftovers)}:
-        default_storage.delete(name)

@@ -239,7 +239,30 @@ def job_cancel(*, job: Job) -> bool:
     )
     if updated:
         job.chunks.filter(status__in=[JobChunk.Status.PENDING, JobChunk.Status.RUNNING]).update(status=JobChunk.Status.FAILED, error="cancelled")
+        chunk_files_release(job_id=job.pk)  # nothing will read them now
     return bool(updated)
+
+
+def chunk_files_release(*, job_id: int) -> None:
+    """Forget the files a job's chunks wrote for a later stage and delete them, with whatever killed
+    attempts left in the job's folder, once the caller's transaction commits (so only files nothing
+    committed refers to are deleted)."""
+    from django.core.files.storage import default_storage
+
+    from workers.models import chunk_file_path
+
+    JobChunk.objects.filter(job_id=job_id).exclude(result_file="").update(result_file="")
+    folder = chunk_file_path(JobChunk(job_id=job_id), "x").rsplit("/", 1)[0]
+
+    def delete() -> None:
+        try:
+            _, names = default_storage.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            default_storage.delete(f"{folder}/{name}")
+
+    transaction.on_commit(delete, robust=True)
 
 
 def job_is_cancelled(*, job_id: int) -> bool:
