@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotation.api import labelling, views
+from annotation.api import labelling, people, views
 from stepmark.converters import register_id_converter
 
 register_id_converter()  # `<id:...>` below: a bigint key, 404 past it (Django registers converters in the URLconf)
@@ -14,6 +14,19 @@ urlpatterns: list = [
         "projects/<id:project_id>/exports/<str:format_name>/",
         views.ProjectExportView.as_view(),
         name="project-export",
+    ),
+    # A project's people (annotation.api.people): admins only.
+    path("projects/<id:project_id>/members/", people.ProjectMembersView.as_view(), name="project-members"),
+    path(
+        "projects/<id:project_id>/members/<id:membership_id>/",
+        people.ProjectMemberView.as_view(),
+        name="project-member",
+    ),
+    path("projects/<id:project_id>/invitations/", people.ProjectInvitationsView.as_view(), name="project-invitations"),
+    path(
+        "projects/<id:project_id>/invitations/<id:invitation_id>/",
+        people.ProjectInvitationView.as_view(),
+        name="project-invitation",
     ),
     # Labelling and review (annotation.api.labelling).
     path("projects/", labelling.ProjectListView.as_view(), name="projects"),

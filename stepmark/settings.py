@@ -241,8 +241,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # `<id:...>` (stepmark.converters): a bigint key.
     "PATH_CONVERTER_OVERRIDES": {"id": int},
-    # The label value requests send (label saves and gold labels share it).
-    "ENUM_NAME_OVERRIDES": {"LabelValueEnum": "annotation.api.labelling_serializers.LABEL_VALUE_CHOICES"},
+    # The label value requests send (label saves and gold labels share it), and an invitation's
+    # state (annotation.api.people), named so that no other `state` field collides with it.
+    "ENUM_NAME_OVERRIDES": {
+        "LabelValueEnum": "annotation.api.labelling_serializers.LABEL_VALUE_CHOICES",
+        "InvitationStateEnum": "annotation.api.people.INVITATION_STATES",
+    },
 }
 
 # Celery: Redis in production; the README's run command sets an embedded broker.

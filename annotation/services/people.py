@@ -38,6 +38,15 @@ class PeopleError(Exception):
         self.field = field
 
 
+class PeopleConflict(PeopleError):
+    """Refused by how the project stands now (its last admin, a membership or use that exists already),
+    not by a bad value: the same request may succeed once something else changes."""
+
+
+class PeopleNotFound(PeopleError):
+    """The membership or invitation named is not (or no longer) in this project."""
+
+
 class InvitationRefused(Exception):
     """An invitation link that cannot be used: unknown, revoked, expired or used already."""
 
@@ -81,7 +90,7 @@ def membership_add(*, project: Project, identifier: str, role: str) -> Membershi
             return Membership.objects.create(project=project, user=user, role=role)
     except IntegrityError:
         current = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-        raise PeopleError(f"{user.username} is already a member of this project (as {current}).", field="user") from None
+        raise PeopleConflict(f"{user.username} is already a member of this project (as {current}).", field="user") from None
 
 
 def _lock_admins(project_id: int) -> list[int]:
@@ -99,7 +108,7 @@ def _membership_locked(project: Project, membership_id: int) -> Membership:
         Membership.objects.select_for_update().select_related("user").filter(pk=membership_id, project=project).first()
     )
     if membership is None:
-        raise PeopleError("That person is not a member of this project (any more).")
+        raise PeopleNotFound("That person is not a member of this project (any more).")
     return membership
 
 
@@ -110,7 +119,7 @@ def membership_role_set(*, project: Project, membership_id: int, role: str) -> M
         admins = _lock_admins(project.pk)
         membership = _membership_locked(project, membership_id)
         if membership.role == Role.ADMIN and role != Role.ADMIN and admins == [membership.pk]:
-            raise PeopleError(
+            raise PeopleConflict(
                 f"{membership.user.username} is the project's only admin: make someone else an admin first.",
                 field="role",
             )
@@ -128,7 +137,7 @@ def membership_remove(*, project: Project, membership_id: int) -> Membership:
         admins = _lock_admins(project.pk)
         membership = _membership_locked(project, membership_id)
         if membership.role == Role.ADMIN and admins == [membership.pk]:
-            raise PeopleError(
+            raise PeopleConflict(
                 f"{membership.user.username} is the project's only admin: make someone else an admin first."
             )
         open_ids = Assignment.objects.filter(
@@ -191,9 +200,9 @@ def invitation_revoke(*, project: Project, invitation_id: int) -> Invitation:
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().filter(pk=invitation_id, project=project).first()
         if invitation is None:
-            raise PeopleError("No such invitation in this project.")
+            raise PeopleNotFound("No such invitation in this project.")
         if invitation.accepted_at is not None:
-            raise PeopleError("This invitation was accepted already; remove the member instead.")
+            raise PeopleConflict("This invitation was accepted already; remove the member instead.")
         if invitation.revoked_at is None:
             invitation.revoked_at = timezone.now()
             invitation.save(update_fields=["revoked_at"])
