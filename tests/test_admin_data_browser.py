@@ -57,8 +57,29 @@ def _upload(page, project, *, format_name: str, file, images=None, options: dict
     return Job.objects.filter(kind=Job.Kind.IMPORT).latest("id")
 
 
-def _until_finished(page, job: Job, *, timeout: float = 240) -> tuple[Job, bool]:
-    """Wait for the job's row to show it finished; whether a live progress bar with counts was seen running."""
+class ItemsHeld:
+    """Holds inserts into the items table from another connection (reads go on), so an import that
+    has counted its records waits, running, until `release()`: a fast import cannot finish between
+    two refreshes of the page's row unseen."""
+
+    def __init__(self):
+        from django.db import connections
+
+        self.connection = connections.create_connection("default")
+        self.connection.set_autocommit(False)
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Item._meta.db_table} IN EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        if self.connection is not None:
+            self.connection.rollback()
+            self.connection.close()
+            self.connection = None
+
+
+def _until_finished(page, job: Job, *, timeout: float = 240, held: ItemsHeld | None = None) -> tuple[Job, bool]:
+    """Wait for the job's row to show it finished; whether a live progress bar with counts was seen
+    running (then `held` is released)."""
     seen_running = False
     deadline = time.monotonic() + timeout
     row = _job_row(page, job.pk)
@@ -69,6 +90,8 @@ def _until_finished(page, job: Job, *, timeout: float = 240) -> tuple[Job, bool]
             if " / " in text and "solutions" in text and not seen_running:
                 seen_running = True
                 screenshot(page, "admin-import-running")
+                if held is not None:
+                    held.release()
         if any(f"status-{s}" in classes for s in ("done", "failed", "cancelled")):
             job.refresh_from_db()
             return job, seen_running
@@ -89,8 +112,12 @@ def test_admin_imports_exports_and_cancels_from_the_pages(slow_policy, celery_wo
 
     # 1. MATH-V testmini: the whole folder, zipped as a person would.
     archive = zip_folder(mathv, tmp_path / "math-v-testmini.zip")
-    job = _upload(page, project, format_name="mathv", file=archive)
-    job, seen_running = _until_finished(page, job)
+    held = ItemsHeld()
+    try:
+        job = _upload(page, project, format_name="mathv", file=archive)
+        job, seen_running = _until_finished(page, job, held=held)
+    finally:
+        held.release()
     assert job.status == "done", job.error
     questions = sum(1 for line in (mathv / "testmini.jsonl").read_text().splitlines() if line.strip())
     assert Item.objects.filter(project=project).count() == questions
