@@ -4,7 +4,7 @@ VisualPRM400K-shaped project (the generator of benchmarks/import_export.py).
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/stepmark_bench \\
         .venv/bin/python benchmarks/export_workers.py --scale 0.1 --workers 1 2
 
-It imports the generated Raw file into a fresh project, times `dataset_export` in one process (the
+It creates and migrates the database when needed, imports the generated Raw file into a fresh project, times `dataset_export` in one process (the
 single pass, as `manage.py export_dataset`), then for each worker count starts that many
 `celery worker --pool solo` processes on the default queue, times a visualprm400k-raw export job
 from start to done (parts, then the join), checks the job's file is byte for byte the single pass,
@@ -121,6 +121,11 @@ def main() -> None:
 
     from tqdm import tqdm
 
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        from benchmarks.annotation_load import ensure_database
+
+        ensure_database(os.environ["DATABASE_URL"])
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], check=True, cwd=REPO_ROOT)
     solutions = max(import_export.SOLUTIONS_PER_QUESTION, round(import_export.FULL_SOLUTIONS * args.scale))
     with tempfile.TemporaryDirectory(prefix="stepmark-bench-export-workers-") as temp:
         work = Path(temp)

@@ -305,6 +305,11 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         print("note: DATABASE_URL is not PostgreSQL; the targets are for PostgreSQL", file=sys.stderr)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs", file=sys.stderr)
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.path.insert(0, str(REPO_ROOT))
+        from benchmarks.annotation_load import ensure_database
+
+        ensure_database(os.environ["DATABASE_URL"])
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], check=True, cwd=REPO_ROOT)
     rows = [run_scale(scale, keep=args.keep) for scale in args.scale]
     print_table(rows)
