@@ -120,6 +120,7 @@ def test_a_non_staff_lead_creates_a_project_edits_settings_and_invites_a_labelle
         newbie.wait_for_selector("#steps li.step")
         assert "/assignments/" in newbie.url
         assert newbie.locator("#steps li.step").count() == 2
+        newbie.wait_for_selector("#steps li.step.focused")  # its keys are set up, as the labelling tests wait
         newbie.keyboard.press("c")  # and labels: the first step is correct
         newbie.wait_for_selector("#steps li.step:nth-child(1).is-correct")
         screenshot(newbie, "invitation-labelling")
