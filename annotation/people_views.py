@@ -21,9 +21,9 @@ from annotation.services.people import (
     invitation_accept,
     invitation_accept_new_user,
     invitation_create,
+    invitation_deliver,
     invitation_for_token,
     invitation_revoke,
-    invitation_send,
     invitation_state,
     membership_add,
     membership_remove,
@@ -132,14 +132,11 @@ def invitation_create_view(request: HttpRequest, project_id: int) -> HttpRespons
         form.add_error(error.field if error.field in form.fields else None, error.message)
         return _members_page(request, project, invite_form=form, status=400)
     link = request.build_absolute_uri(reverse("invitation", kwargs={"token": new.token}))
-    sent = ""
-    if new.invitation.email:
-        try:
-            invitation_send(invitation=new.invitation, link=link)
-            sent = new.invitation.email
-        except OSError as error:  # the mail server refused or is unreachable: the link still works
-            messages.error(request, f"The e-mail to {new.invitation.email} could not be sent ({error}); pass the link on yourself.")
-    request.session[_NEW_LINK] = {"project": project.id, "link": link, "sent_to": sent, "role": new.invitation.role}
+    delivery = invitation_deliver(invitation=new.invitation, link=link)
+    if delivery.error:
+        messages.error(request, delivery.error)
+    request.session[_NEW_LINK] = {"project": project.id, "link": link, "sent_to": delivery.sent_to,
+                                  "role": new.invitation.role}
     return redirect("project-members", project_id=project.id)
 
 

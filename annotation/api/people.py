@@ -24,12 +24,13 @@ from annotation.models import Invitation, Membership, Role
 from annotation.services.people import (
     INVITATION_DAYS,
     INVITATION_MAX_DAYS,
+    Delivery,
     PeopleConflict,
     PeopleError,
     PeopleNotFound,
     invitation_create,
+    invitation_deliver,
     invitation_revoke,
-    invitation_send,
     invitation_state,
     membership_add,
     membership_remove,
@@ -296,13 +297,8 @@ class ProjectInvitationsView(APIView):
         invitation = new.invitation
         invitation.link = request.build_absolute_uri(reverse("invitation", kwargs={"token": new.token}))
         invitation.token = new.token
-        invitation.sent_to, invitation.send_error = "", None
-        if send and invitation.email:
-            try:
-                invitation_send(invitation=invitation, link=invitation.link)
-                invitation.sent_to = invitation.email
-            except OSError as error:  # the mail server refused or is unreachable: the link still works
-                invitation.send_error = f"The e-mail to {invitation.email} could not be sent ({error}); pass the link on yourself."
+        delivery = invitation_deliver(invitation=invitation, link=invitation.link) if send else Delivery(sent_to="")
+        invitation.sent_to, invitation.send_error = delivery.sent_to, delivery.error
         invitation.state = invitation_state(invitation)
         return Response(NewInvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 

@@ -195,6 +195,25 @@ def invitation_send(*, invitation: Invitation, link: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Delivery:
+    sent_to: str  # the address the link was e-mailed to; "" when it was not
+    error: str | None = None  # why the e-mail could not be sent (the link works all the same)
+
+
+def invitation_deliver(*, invitation: Invitation, link: str) -> Delivery:
+    """E-mail the link when the invitation has an address; a mail server that refuses or cannot be
+    reached is said, not raised, since the link works without the e-mail."""
+    if not invitation.email:
+        return Delivery(sent_to="")
+    try:
+        invitation_send(invitation=invitation, link=link)
+    except OSError as error:
+        return Delivery(sent_to="", error=f"The e-mail to {invitation.email} could not be sent ({error}); "
+                                          "pass the link on yourself.")
+    return Delivery(sent_to=invitation.email)
+
+
 def invitation_revoke(*, project: Project, invitation_id: int) -> Invitation:
     """Revoke an unused invitation of `project`; its link stops working."""
     with transaction.atomic():
